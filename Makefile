@@ -1,0 +1,24 @@
+# One command sets up a fresh machine and runs the tests: `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: test lint install clean
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check residual spaces search tests
+	$(BIN)/pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check residual spaces search tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
