@@ -180,11 +180,15 @@ class NetSpec:
     @property
     def name(self) -> str:
         """A short label for tables and plots, e.g. `resnet110-identity-full_preact`."""
-        extra = {"scaling": f"-lam{self.unit.lam:g}-s{self.unit.branch_scale:g}",
-                 "exclusive_gate": f"-bg{self.unit.gate_bias:g}",
-                 "shortcut_gate": f"-bg{self.unit.gate_bias:g}",
-                 "dropout": f"-p{self.unit.dropout_p:g}"}.get(self.unit.shortcut, "")
-        return f"resnet{self.depth}-{self.unit.shortcut}{extra}-{self.unit.activation}"
+        unit = self.unit
+        extra = ""
+        if unit.shortcut == "scaling":
+            extra = f"-lam{unit.lam:g}-s{unit.branch_scale:g}"
+        elif unit.gated:
+            extra = f"-bg{unit.gate_bias:g}"
+        elif unit.shortcut == "dropout":
+            extra = f"-p{unit.dropout_p:g}"
+        return f"resnet{self.depth}-{unit.shortcut}{extra}-{unit.activation}"
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

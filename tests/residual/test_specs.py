@@ -97,3 +97,10 @@ def test_registries_cover_the_declared_names():
     assert tuple(SHORTCUT_REGISTRY) == SHORTCUTS
     assert tuple(PLACEMENTS) == ACTIVATIONS
     assert len(list_variants()) == 30 and len(list_variants(bottleneck=True)) == 30
+
+
+def test_name_labels_every_variant():
+    names = {NetSpec(8, unit).name for unit in list_variants().values()}
+    assert len(names) == 30
+    assert NetSpec(110, UnitSpec("exclusive_gate", gate_bias=-6)).name == \
+        "resnet110-exclusive_gate-bg-6-original"

@@ -1,0 +1,227 @@
+"""The `resnet-search` command: train one trial, run a search, list spaces, open the UI.
+
+Every bad input ends the same way: one line on stderr naming the bad value and what is
+allowed, exit status 2, and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from spaces import SCALES, SearchSpace, SpaceError, list_spaces, load_space
+
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """Bad input from the command line or a config file."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's two-line usage dump -> one line
+        raise UsageError(message)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(
+            f"--params is not valid JSON ({error.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--params must be a JSON object, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is invalid; allowed: an integer >= 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is invalid; allowed: an integer >= 0")
+    return value
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", choices=list(SCALES), help="network and recipe size "
+                        "(default: small)")
+    parser.add_argument("--dataset", help="cifar10 | cifar100 | digits | imagefolder:PATH "
+                        "(a tree with train/ and test/, or a .tar.gz of one); default: digits")
+    parser.add_argument("--data-dir", help="where torchvision datasets are (or are downloaded)")
+    parser.add_argument("--cache-dir", help="decoded-tensor cache (default: "
+                        "$RESNET_SEARCH_CACHE or ~/.cache/resnet-search)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="resnet-search", description="Search residual-unit designs "
+                     "(He et al. 2016) with Ray Tune, Optuna and MLflow.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train one trial, resumable",
+                                description="Train one configuration of a space; re-running "
+                                "with the same --out resumes it.")
+    train.add_argument("space", nargs="?", help="built-in space name or path/file.py:name")
+    train.add_argument("--config", help="JSON or YAML file with any of: " + ", ".join(
+        sorted(TRAIN_CONFIG_KEYS)))
+    train.add_argument("--params", type=_json_object, help='JSON object of space parameters, '
+                       'e.g. \'{"shortcut": "scaling", "lam": 0.5}\'; missing ones come from '
+                       "the first anchor that agrees, then the space's defaults")
+    _add_data_flags(train)
+    train.add_argument("--epochs", type=_non_negative, help="epoch budget (default: the scale's)")
+    train.add_argument("--seed", type=_non_negative, help="trial seed (default 0)")
+    train.add_argument("--out", help="output directory (default: "
+                       "results/train/<space>/<network>-seed<N>)")
+    train.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    train.add_argument("--threads", type=_positive, help="torch CPU threads")
+
+    commands.add_parser("list-spaces", help="the built-in spaces and scales")
+    return parser
+
+
+TRAIN_CONFIG_KEYS = {"space", "params", "scale", "dataset", "data_dir", "cache_dir", "epochs",
+                     "seed", "out", "device", "threads"}
+
+
+def _read_config(path: str, allowed: set[str]) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--config {path!r} does not exist")
+    text = file.read_text()
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as error:
+        raise UsageError(f"--config {path!r} cannot be parsed: {error}".splitlines()[0]) \
+            from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path!r} must hold a mapping of keys to values")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise UsageError(f"--config key {unknown[0]!r} is unknown; allowed: "
+                         f"{', '.join(sorted(allowed))}")
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def _merge(args: argparse.Namespace, allowed: set[str]) -> dict[str, Any]:
+    """Flags over the config file over defaults."""
+    values = _read_config(args.config, allowed) if args.config else {}
+    for key in allowed:
+        flag = getattr(args, key, None)
+        if flag is not None:
+            values[key] = flag
+    if not values.get("space"):
+        raise UsageError("a space is required: a built-in name (see `resnet-search "
+                         "list-spaces`) or path/file.py:name")
+    return values
+
+
+def complete_params(space: SearchSpace, given: dict[str, Any]) -> dict[str, Any]:
+    """The first anchor that agrees with every given value, overridden by the given values."""
+    for anchor in space.anchors:
+        if all(anchor.get(key, value) == value for key, value in given.items()):
+            return {**anchor, **given}
+    return dict(given)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import RunOptions, load_trial_data, run_trial
+
+    values = _merge(args, TRAIN_CONFIG_KEYS)
+    scale = values.get("scale", "small")
+    space = load_space(values["space"], scale)
+    params = complete_params(space, dict(values.get("params") or {}))
+    if values.get("epochs") is not None:
+        params["epochs"] = values["epochs"]
+    plan = space.plan(params, scale, seed=int(values.get("seed", 0)))
+    options = RunOptions(device=values.get("device", "auto"), threads=values.get("threads"))
+    _check_device(options)
+    data = load_trial_data(plan.recipe, values.get("dataset", "digits"), values.get("data_dir"),
+                           values.get("cache_dir"))
+    out = Path(values.get("out") or Path("results", "train", space.name,
+                                         f"{plan.net.name}-seed{plan.seed}"))
+    resuming = (out / "checkpoint.pt").exists()
+    print(f"{plan.net.name} (seed {plan.seed}, {plan.recipe.epochs} epochs, "
+          f"{plan.recipe.schedule} lr {plan.recipe.lr:g}) on {data.describe()}")
+    print(f"{'resuming' if resuming else 'writing'} {out}", flush=True)
+
+    def progress(m: dict[str, Any]) -> None:
+        errors = (f"val {100 * m['val_error']:5.1f}% test {100 * m['test_error']:5.1f}%"
+                  if m["outcome"] != "diverged" else "diverged")
+        print(f"epoch {m['epoch']:3d}/{plan.recipe.epochs} loss {m['train_loss']:.4f} "
+              f"train {100 * m['train_error']:5.1f}% {errors} lr {m['lr']:.4g} "
+              f"{m['epoch_seconds']:.1f}s {m['images_per_second']:.0f} img/s", flush=True)
+
+    result = run_trial(plan, data, out, progress, options)
+    final = result.metrics
+    if result.outcome == "diverged":
+        print(f"outcome diverged after {result.epochs} epochs: {result.reason}")
+    else:
+        print(f"outcome ok: val error {100 * final['val_error']:.2f}%, "
+              f"test error {100 * final['test_error']:.2f}% after {result.epochs} epochs")
+    print(f"metrics, checkpoint and plots in {out}")
+    return 0
+
+
+def _check_device(options) -> None:
+    import torch
+
+    try:
+        device = options.resolve_device()
+    except RuntimeError as error:
+        raise UsageError(f"--device {options.device!r} is invalid: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {options.device!r} is unavailable: no CUDA GPU here; "
+                         "allowed: auto | cpu")
+
+
+def cmd_list_spaces(args: argparse.Namespace) -> int:
+    print("spaces:")
+    for space in list_spaces():
+        print(f"  {space.name:14s} {space.description}")
+    print("  path/file.py:name or package.module:name for your own (see README)")
+    print("scales:")
+    for scale in SCALES.values():
+        print(f"  {scale.name:14s} {scale.description}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "list-spaces": cmd_list_spaces}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .train import TrialDirError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, SpaceError, DataError, TrialDirError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"resnet-search: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("resnet-search: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The PNGs a trial leaves behind: learning curves and propagation at init versus the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from residual.propagation import plot_propagation
+
+LEARNING_CURVE = "learning_curve.png"
+PROPAGATION_PLOT = "propagation.png"
+
+
+def render_trial_plots(trial_dir: str | Path) -> list[Path]:
+    """Draw both plots from a trial directory's JSON files (also for a trial stopped early,
+    which never reached its own end); returns the PNGs written."""
+    from .train import METRICS, load_propagation
+
+    out = Path(trial_dir)
+    written = []
+    history = [json.loads(line) for line in (out / METRICS).read_text().splitlines()
+               if line.strip()] if (out / METRICS).exists() else []
+    if history:
+        written.append(plot_learning_curve(history, out / LEARNING_CURVE))
+    if (out / "propagation.json").exists():
+        profiles = load_propagation(out)
+        first, last = min(profiles), max(profiles)
+        chosen = {"init": profiles[first]}
+        if last != first:
+            chosen[f"epoch {last}"] = profiles[last]
+        written.append(plot_propagation(chosen, out / PROPAGATION_PLOT,
+                                        title="propagation (Eq. 4, 5, 8)"))
+    return written
+
+
+def plot_learning_curve(history: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in history]
+    fig, (errors, loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, style in (("train_error", "-"), ("val_error", "--"), ("test_error", ":")):
+        errors.plot(epochs, [100 * m[key] for m in history], style, label=key, marker=".")
+    errors.set_xlabel("epoch")
+    errors.set_ylabel("error (%)")
+    errors.legend()
+    errors.grid(alpha=0.3)
+    loss.plot(epochs, [m["train_loss"] for m in history], marker=".")
+    loss.set_yscale("log")
+    loss.set_xlabel("epoch")
+    loss.set_title("training loss", fontsize=10)
+    loss.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,55 @@
+"""Scales: the same search at the paper's size, on a laptop CPU, or in seconds for tests.
+
+A scale supplies every value a space leaves open: network depth (per unit type) and width,
+and the recipe. A space's `fixed` values and the sampled parameters override it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    description: str
+    basic_depth: int
+    bottleneck_depth: int
+    width: int
+    recipe: Recipe
+    depth_choices: tuple[int, ...]
+    """Basic-unit depths a depth axis samples from (paper-joint)."""
+
+    def depth_for(self, bottleneck: bool) -> int:
+        return self.bottleneck_depth if bottleneck else self.basic_depth
+
+
+SCALES: dict[str, Scale] = {s.name: s for s in (
+    Scale("full", "the paper: ResNet-110 / ResNet-164, width 16, 32x32 images, 45k/5k split, "
+          "164 epochs (needs GPUs)",
+          basic_depth=110, bottleneck_depth=164, width=16, depth_choices=(20, 56, 110),
+          recipe=Recipe()),
+    # Measured on this project's 2-core machine (README, "Scales"): ResNet-56 at width 8 on
+    # 16x16 images keeps the paper's failures visible (constant scaling, exclusive gating
+    # with b_g = 0 and the dropout shortcut end far above the identity baseline).
+    Scale("small", "laptop CPU, minutes per trial: ResNet-56 / ResNet-56 bottleneck, width 8, "
+          "16x16 images, 10k training images, 10 epochs",
+          basic_depth=56, bottleneck_depth=56, width=8, depth_choices=(20, 32, 56),
+          recipe=Recipe(epochs=10, image_size=16, train_size=10_000, val_size=1000,
+                        warmup_epochs=0.5, schedule="onecycle", chance_epochs=3)),
+    Scale("smoke", "seconds per trial, for tests: ResNet-8 / ResNet-11 bottleneck, width 4, "
+          "8x8 images, 1000 training images, 3 epochs",
+          basic_depth=8, bottleneck_depth=11, width=4, depth_choices=(8, 14),
+          recipe=Recipe(epochs=3, batch_size=64, image_size=8, train_size=1000, val_size=200,
+                        warmup_epochs=0.0, chance_epochs=3)),
+)}
+
+
+def get_scale(name: str | Scale) -> Scale:
+    if isinstance(name, Scale):
+        return name
+    if name not in SCALES:
+        raise ValueError(f"scale={name!r} is invalid; allowed: {' | '.join(SCALES)}")
+    return SCALES[name]

@@ -1,0 +1,159 @@
+"""The Python API for search spaces: a name, a define-by-run function, fixed values, anchors.
+
+    from spaces import SearchSpace
+
+    def define(trial):
+        shortcut = trial.suggest_categorical("shortcut", ["identity", "shortcut_gate"])
+        if shortcut == "shortcut_gate":
+            trial.suggest_float("gate_bias", -10.0, 0.0)
+        trial.suggest_categorical("activation", ["original", "full_preact"])
+
+    my_space = SearchSpace("my-space", define, fixed={"depth": 56},
+                           anchors=[{"shortcut": "identity", "activation": "full_preact"}])
+
+The define function receives an Optuna trial and uses ordinary `if` for conditional axes
+(DESIGN.md: Ray's dict spaces cannot say "a gate bias exists only for gated shortcuts"). It may
+return a dict of derived values, merged into the sampled parameters. Parameter names are the
+fields of `residual.UnitSpec` / `residual.NetSpec` and of `spaces.Recipe`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from residual import NetSpec, UnitSpec
+from residual.specs import SHORTCUT_PARAMS
+
+from .recipe import RECIPE_FIELDS, Recipe
+from .scales import Scale, get_scale
+
+UNIT_KEYS = ("shortcut", "activation", *SHORTCUT_PARAMS, "bottleneck")
+NET_KEYS = ("depth", "width", "downsample")
+PARAM_KEYS = UNIT_KEYS + NET_KEYS + RECIPE_FIELDS
+ONE_MINUS_LAMBDA = "1-lambda"
+"""A `branch_scale` value meaning s = 1 - lambda (Table 1's "frozen gating" row)."""
+
+Define = Callable[[optuna.trial.BaseTrial], Mapping[str, Any] | None]
+
+
+class SpaceError(ValueError):
+    """A search space that cannot produce valid networks; the message names space and value."""
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial trains: the network, the recipe, the seed, and the params they came from."""
+
+    net: NetSpec
+    recipe: Recipe
+    seed: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, Any]:
+        """Spec and recipe as one flat dict for logging; inapplicable unit fields are absent."""
+        net = self.net.to_dict()
+        unit = net.pop("unit")
+        return {**unit, **net, **self.recipe.to_dict(), "seed": self.seed}
+
+
+class SearchSpace:
+    """A named, conditional search space over residual networks and their training recipe."""
+
+    def __init__(self, name: str, define: Define, fixed: Mapping[str, Any] | None = None,
+                 anchors: Iterable[Mapping[str, Any]] | None = None, description: str = ""):
+        if not isinstance(name, str) or not name.strip():
+            raise SpaceError(f"SearchSpace name={name!r} is invalid; allowed: a non-empty string")
+        if not callable(define):
+            raise SpaceError(f"space {name!r}: define={define!r} is not callable; allowed: a "
+                             "function taking an optuna trial")
+        self.name = name
+        self.define = define
+        self.fixed = dict(fixed or {})
+        self.anchors = [dict(a) for a in anchors or ()]
+        self.description = description or (define.__doc__ or "").strip().split("\n")[0]
+        self.source = ""
+        """Where the space was loaded from (`file.py:name` or `module:name`), for the record."""
+        for key in self.fixed:
+            self._check_key(key, "fixed")
+        for anchor in self.anchors:
+            for key in anchor:
+                self._check_key(key, "anchor")
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({self.name!r}, fixed={self.fixed}, anchors={len(self.anchors)})"
+
+    def _check_key(self, key: str, where: str) -> None:
+        if key not in PARAM_KEYS:
+            raise SpaceError(f"space {self.name!r}: {where} parameter {key!r} is unknown; "
+                             f"allowed: {', '.join(PARAM_KEYS)}")
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Run the define function on an Optuna trial: the sampled (and derived) params."""
+        derived = self.define(trial)
+        if derived is not None and not isinstance(derived, Mapping):
+            raise SpaceError(f"space {self.name!r}: define returned {derived!r}; allowed: None "
+                             "or a dict of derived parameters")
+        params = {**trial.params, **(derived or {})}
+        for key in params:
+            self._check_key(key, "sampled")
+        return params
+
+    def plan(self, params: Mapping[str, Any], scale: str | Scale = "small", seed: int = 0,
+             num_classes: int = 10, in_channels: int = 3) -> TrialPlan:
+        """Resolve params over the space's fixed values over the scale's defaults.
+
+        Invalid combinations raise the `residual` validation error (a ValueError naming the
+        field), prefixed with the space's name.
+        """
+        scale = get_scale(scale)
+        values = {**self.fixed, **params}
+        for key in values:
+            self._check_key(key, "given")
+        try:
+            unit_values = {k: values[k] for k in UNIT_KEYS if k in values}
+            if unit_values.get("branch_scale") == ONE_MINUS_LAMBDA:
+                unit_values["branch_scale"] = 1.0 - unit_values.get("lam", 0.5)
+            unit = UnitSpec(**unit_values)
+            net = NetSpec(depth=values.get("depth", scale.depth_for(unit.bottleneck)), unit=unit,
+                          width=values.get("width", scale.width),
+                          downsample=values.get("downsample"),
+                          num_classes=num_classes, in_channels=in_channels)
+            recipe_values = {**scale.recipe.to_dict(),
+                             **{k: values[k] for k in RECIPE_FIELDS if k in values}}
+            recipe = Recipe(**recipe_values)
+        except (TypeError, ValueError) as error:
+            raise SpaceError(f"space {self.name!r}: {error}") from None
+        return TrialPlan(net, recipe, seed, dict(params))
+
+    def check(self, scale: str | Scale = "small", samples: int = 16) -> None:
+        """Fail early, with the space's name, if an anchor or a sample is not a valid network.
+
+        Anchors are resolved as given; the define function is run on `samples` random trials
+        of a throwaway in-memory Optuna study, so a wrong choice in a rarely taken branch is
+        likely to show before any trial trains.
+        """
+        for anchor in self.anchors:
+            self.plan(anchor, scale)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(samples):
+            trial = study.ask()
+            try:
+                params = self.suggest(trial)
+            except SpaceError:
+                raise
+            except Exception as error:  # the user's define function failed
+                raise SpaceError(f"space {self.name!r}: define raised "
+                                 f"{type(error).__name__}: {error}") from None
+            self.plan(params, scale)
+            study.tell(trial, 0.0)
+
+    def grid(self, seeds: int = 1) -> list[tuple[dict[str, Any], int]]:
+        """Every anchor with every seed, in order: exact table reproduction."""
+        if not self.anchors:
+            raise SpaceError(f"space {self.name!r} has no anchors; grid mode enumerates anchors")
+        return [(dict(anchor), seed) for anchor in self.anchors for seed in range(seeds)]

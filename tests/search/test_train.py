@@ -1,0 +1,130 @@
+"""The trial: real training on real data, resume bit for bit, divergence as a result."""
+
+import json
+import math
+
+import optuna
+import pytest
+import torch
+
+from search.train import (
+    CHECKPOINT,
+    METRICS,
+    PENALTY_ERROR,
+    RunOptions,
+    TrialDirError,
+    load_propagation,
+    load_trial_data,
+    run_trial,
+)
+from spaces import load_space
+
+CPU = RunOptions(device="cpu", threads=1)
+
+
+def _plan(params, seed=0, space="paper-table1", **recipe):
+    return load_space(space, "smoke").plan({**params, **recipe}, "smoke", seed=seed)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_trial_data(_plan({}).recipe, "digits")
+
+
+@pytest.mark.parametrize("name", ["paper-table1", "paper-table2", "paper-joint"])
+def test_every_builtin_space_samples_builds_and_trains_one_epoch(name, digits, tmp_path):
+    space = load_space(name, "smoke")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=7))
+    trial = study.ask()
+    params = space.suggest(trial)
+    plan = space.plan({**params, "epochs": 1}, "smoke")
+    reports = []
+    result = run_trial(plan, digits, tmp_path, reports.append, CPU)
+    assert result.outcome in ("ok", "diverged") and result.epochs == 1
+    assert len(reports) == 1
+    metrics = reports[0]
+    for key in ("train_loss", "train_error", "val_error", "test_error", "lr", "epoch_seconds",
+                "images_per_second"):
+        assert key in metrics
+    assert 0.0 <= metrics["val_error"] <= 1.0 and metrics["images_per_second"] > 0
+    for file in (CHECKPOINT, METRICS, "propagation.json", "plan.json", "result.json",
+                 "learning_curve.png", "propagation.png"):
+        assert (tmp_path / file).stat().st_size > 0, file
+    study.tell(trial, metrics["objective"])
+
+
+def test_training_learns_and_reports_every_epoch(digits, tmp_path):
+    reports = []
+    result = run_trial(_plan({"shortcut": "identity", "activation": "full_preact"}, epochs=4,
+                             depth=14),
+                       digits, tmp_path, reports.append, CPU)
+    assert result.outcome == "ok"
+    assert [m["epoch"] for m in reports] == [1, 2, 3, 4]
+    assert [m["outcome"] for m in reports] == ["running"] * 3 + ["ok"]
+    assert reports[-1]["train_loss"] < reports[0]["train_loss"]
+    assert reports[-1]["val_error"] < 0.8  # chance is 0.9: it learned
+    lines = (tmp_path / METRICS).read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    profiles = load_propagation(tmp_path)
+    assert sorted(profiles) == [0, 1, 2, 3, 4]  # at initialisation and after every epoch
+    assert profiles[0].direct_path_share[-1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_checkpoint_loads_with_weights_only(digits, tmp_path):
+    run_trial(_plan({}, epochs=1), digits, tmp_path, None, CPU)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 1 and "model" in state and "optimizer" in state
+    assert {"torch", "batch_order", "python"} <= set(state["rng"])
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_after", [1, 3])
+def test_killed_trial_resumes_to_the_same_weights(digits, tmp_path, kill_after):
+    plan = _plan({"shortcut": "dropout"}, epochs=4)  # dropout: the RNG state matters too
+    straight = run_trial(plan, digits, tmp_path / "straight", None, CPU)
+
+    def kill(metrics):
+        if metrics["epoch"] == kill_after:
+            raise Killed  # after the epoch's checkpoint, like a SIGKILL between epochs
+
+    with pytest.raises(Killed):
+        run_trial(plan, digits, tmp_path / "resumed", kill, CPU)
+    seen = []
+    resumed = run_trial(plan, digits, tmp_path / "resumed", seen.append, CPU)
+    assert [m["epoch"] for m in seen] == list(range(kill_after + 1, 5))
+    assert resumed.epochs == straight.epochs == 4
+    a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [m["epoch"] for m in resumed.history] == [1, 2, 3, 4]
+
+
+def test_finished_trial_is_not_retrained(digits, tmp_path):
+    plan = _plan({}, epochs=1)
+    first = run_trial(plan, digits, tmp_path, None, CPU)
+    seen = []
+    again = run_trial(plan, digits, tmp_path, seen.append, CPU)
+    assert seen == [] and again.metrics == first.metrics
+
+
+def test_directory_of_another_trial_is_refused(digits, tmp_path):
+    run_trial(_plan({}, epochs=1), digits, tmp_path, None, CPU)
+    with pytest.raises(TrialDirError, match="different trial"):
+        run_trial(_plan({}, epochs=1, seed=1), digits, tmp_path, None, CPU)
+
+
+@pytest.mark.parametrize("lr, reason", [(1e6, "non-finite"), (10.0, "at chance")])
+def test_divergence_is_a_recorded_result(digits, tmp_path, lr, reason):
+    reports = []
+    result = run_trial(_plan({}, lr=lr, warmup_epochs=0.0), digits, tmp_path, reports.append,
+                       CPU)
+    assert result.outcome == "diverged" and reason in result.reason
+    last = reports[-1]
+    assert last["outcome"] == "diverged"
+    assert last["val_error"] == last["test_error"] == last["objective"] == PENALTY_ERROR
+    assert math.isfinite(last["objective"])
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["outcome"] == "diverged"

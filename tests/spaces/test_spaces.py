@@ -1,0 +1,182 @@
+"""spaces: the user API with a real Optuna study, the built-in spaces, anchors = paper rows."""
+
+import textwrap
+
+import optuna
+import pytest
+
+from residual.paper import TABLE1, TABLE2
+from spaces import SCALES, Recipe, SearchSpace, SpaceError, list_spaces, load_space
+
+USER_SPACE = '''
+from spaces import SearchSpace
+
+def define(trial):
+    shortcut = trial.suggest_categorical("shortcut", ["identity", "shortcut_gate"])
+    if shortcut == "shortcut_gate":
+        trial.suggest_float("gate_bias", -10.0, 0.0)
+    trial.suggest_categorical("activation", ["original", "full_preact"])
+
+my_space = SearchSpace("my-space", define, fixed={"depth": 14},
+                       anchors=[{"shortcut": "identity", "activation": "full_preact"}])
+'''
+
+
+@pytest.fixture
+def user_file(tmp_path):
+    path = tmp_path / "my_spaces.py"
+    path.write_text(USER_SPACE)
+    return path
+
+
+def test_user_space_from_a_file_sampled_by_a_real_study(user_file):
+    space = load_space(f"{user_file}:my_space", scale="smoke")
+    assert space.name == "my-space" and space.source.endswith("my_spaces.py:my_space")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for anchor in space.anchors:
+        study.enqueue_trial(anchor)
+    seen_gate = seen_identity = False
+    for number in range(24):
+        trial = study.ask()
+        params = space.suggest(trial)
+        plan = space.plan(params, "smoke")
+        assert plan.net.depth == 14  # fixed beats the scale's depth
+        assert plan.recipe == SCALES["smoke"].recipe
+        if params["shortcut"] == "shortcut_gate":
+            seen_gate = True
+            assert -10.0 <= params["gate_bias"] <= 0.0
+            assert plan.net.unit.gate_bias == params["gate_bias"]
+        else:
+            seen_identity = True
+            assert "gate_bias" not in params and "gate_bias" not in plan.flat()
+        if number == 0:
+            assert params == {"shortcut": "identity", "activation": "full_preact"}
+        study.tell(trial, 0.5)
+    assert seen_gate and seen_identity
+    assert len(study.trials) == 24
+
+
+def test_a_factory_of_scale_is_a_space_too(tmp_path):
+    path = tmp_path / "sized.py"
+    path.write_text(textwrap.dedent('''
+        from spaces import SearchSpace
+        def sized(scale):
+            return SearchSpace("sized", lambda t: None, fixed={"depth": scale.basic_depth})
+    '''))
+    assert load_space(f"{path}:sized", "smoke").plan({}, "smoke").net.depth == 8
+    assert load_space(f"{path}:sized", "full").plan({}, "full").net.depth == 110
+
+
+def test_space_by_module_name(tmp_path, monkeypatch, user_file):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_space("my_spaces:my_space").name == "my-space"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('trial.suggest_categorical("shortcut", ["identity", "highway"])', "'highway'"),
+    ('trial.suggest_categorical("shortcut", ["identity"]); trial.suggest_float("gate_bias", -1, 0)',
+     "gate_bias"),
+    ('trial.suggest_float("learning_rate", 0.01, 0.1)', "'learning_rate' is unknown"),
+    ('return 3', "define returned 3"),
+    ('raise KeyError("oops")', "define raised KeyError"),
+])
+def test_bad_space_fails_early_naming_space_and_value(tmp_path, body, expected):
+    path = tmp_path / "bad.py"
+    path.write_text(f"from spaces import SearchSpace\ndef define(trial):\n    {body}\n"
+                    "bad = SearchSpace('bad-space', define)\n")
+    space = load_space(f"{path}:bad")
+    with pytest.raises(SpaceError) as info:
+        space.check("smoke")
+    assert "'bad-space'" in str(info.value) and expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("paper-table9", "paper-table1 | paper-table2"),
+    ("missing.py:space", "does not exist"),
+    ("json:nothing_here", "has no attribute 'nothing_here'"),
+    ("no_such_module_xyz:space", "failed to import"),
+    ("json:__name__", "is a str; allowed: a SearchSpace"),
+    ("json:dumps", "calling it with the scale raised TypeError"),
+])
+def test_bad_space_reference(ref, expected):
+    with pytest.raises(SpaceError, match=expected):
+        load_space(ref)
+
+
+def test_bad_anchor_or_fixed_key_is_refused_at_construction():
+    with pytest.raises(SpaceError, match="fixed parameter 'lr_max'"):
+        SearchSpace("x", lambda t: None, fixed={"lr_max": 1})
+    with pytest.raises(SpaceError, match="anchor parameter 'shortcuts'"):
+        SearchSpace("x", lambda t: None, anchors=[{"shortcuts": "identity"}])
+    with pytest.raises(SpaceError, match="gate_bias"):
+        SearchSpace("x", lambda t: None).plan({"shortcut": "identity", "gate_bias": -6})
+    with pytest.raises(SpaceError, match="Recipe.epochs=0"):
+        SearchSpace("x", lambda t: None).plan({"epochs": 0})
+
+
+def test_table1_anchors_are_exactly_the_eleven_rows():
+    space = load_space("paper-table1", "full")
+    plans = [space.plan(anchor, "full") for anchor in space.anchors]
+    assert len(plans) == 11
+    assert [p.net.unit for p in plans] == [row.unit for row in TABLE1]
+    assert all(p.net.depth == 110 and p.net.downsample == "zero_pad" for p in plans)
+    assert plans[3].net.unit.branch_scale == 0.5  # lambda = 0.5, s = 1 - lambda
+
+
+@pytest.mark.parametrize("scale, depths", [("full", (110, 164)), ("small", (56, 56)),
+                                           ("smoke", (8, 11))])
+def test_table2_anchors_are_the_five_rows_at_both_depths(scale, depths):
+    space = load_space("paper-table2", scale)
+    plans = [space.plan(anchor, scale) for anchor in space.anchors]
+    assert [p.net.unit for p in plans] == [row.unit for row in TABLE2]
+    assert [p.net.depth for p in plans] == [depths[0]] * 5 + [depths[1]] * 5
+    if scale == "full":
+        assert [p.net.depth for p in plans] == [row.depth for row in TABLE2]
+
+
+def test_anchors_run_first_and_exactly_through_optuna():
+    """Enqueued anchors come back from a define-by-run study with exactly their params."""
+    space = load_space("paper-table1", "smoke")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    for anchor in space.anchors:
+        study.enqueue_trial(anchor)
+    for anchor in space.anchors:
+        trial = study.ask()
+        assert space.suggest(trial) == anchor
+        study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("name", ["paper-table1", "paper-table2", "paper-joint"])
+@pytest.mark.parametrize("scale", list(SCALES))
+def test_builtin_spaces_check_at_every_scale(name, scale):
+    load_space(name, scale).check(scale, samples=32)
+
+
+def test_list_spaces_describes_the_builtins():
+    described = {s.name: s.description for s in list_spaces()}
+    assert set(described) == {"paper-table1", "paper-table2", "paper-joint"}
+    assert all(len(d) > 20 for d in described.values())
+
+
+def test_grid_enumerates_anchors_times_seeds():
+    grid = load_space("paper-table2").grid(seeds=3)
+    assert len(grid) == 30
+    assert grid[:3] == [({"activation": "original", "bottleneck": False}, s) for s in range(3)]
+    with pytest.raises(SpaceError, match="no anchors"):
+        SearchSpace("x", lambda t: None).grid()
+
+
+def test_recipe_schedule_follows_the_paper():
+    recipe = Recipe()  # 164 epochs, warm-up one epoch at 0.01, /10 at 50% and 75%
+    assert recipe.lr_at(0.5) == 0.01
+    assert recipe.lr_at(1.0) == 0.1
+    assert recipe.lr_at(81.9) == 0.1
+    assert recipe.lr_at(82.0) == pytest.approx(0.01)
+    assert recipe.lr_at(123.0) == pytest.approx(0.001)
+    cosine = Recipe(epochs=10, schedule="cosine", warmup_epochs=0)
+    assert cosine.lr_at(0) == 0.1 and cosine.lr_at(5) == pytest.approx(0.05)
+    onecycle = Recipe(epochs=10, schedule="onecycle")
+    assert onecycle.lr_at(3) == pytest.approx(0.1) and onecycle.lr_at(0.1) < 0.01
+    with pytest.raises(ValueError, match="Recipe.schedule='linear'"):
+        Recipe(schedule="linear")
