@@ -14,6 +14,9 @@ from typing import Any
 
 from spaces import SCALES, SearchSpace, SpaceError, list_spaces, load_space
 
+from .runner import SCHEDULERS
+from .searcher import SAMPLERS
+
 EXIT_USAGE = 2
 
 
@@ -57,6 +60,30 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is invalid; allowed: a number > 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is invalid; allowed: a number >= 0")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", choices=list(SCALES), help="network and recipe size "
                         "(default: small)")
@@ -88,6 +115,44 @@ def build_parser() -> argparse.ArgumentParser:
                        "results/train/<space>/<network>-seed<N>)")
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     train.add_argument("--threads", type=_positive, help="torch CPU threads")
+
+    run = commands.add_parser("run", help="run (or resume) a search",
+                              description="Search a space with Ray Tune, Optuna and MLflow; "
+                              "re-running the same --name resumes it.")
+    run.add_argument("space", help="built-in space name or path/file.py:name")
+    run.add_argument("--name", help="search name (default <space>-<scale>); the same name "
+                     "resumes")
+    _add_data_flags(run)
+    run.add_argument("--trials", type=_positive, help="configurations to evaluate (default 12)")
+    run.add_argument("--seeds", type=_positive, help="seeds per configuration (default 1)")
+    run.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (default tpe; grid "
+                     "= the space's anchors exactly)")
+    run.add_argument("--scheduler", choices=SCHEDULERS, help="early stopping (default asha)")
+    run.add_argument("--grace-period", type=_positive, help="ASHA: epochs before a trial can "
+                     "be stopped (default 1)")
+    run.add_argument("--reduction-factor", type=_positive, help="ASHA reduction factor "
+                     "(default 2)")
+    run.add_argument("--epochs", type=_positive, help="epoch budget (default: the scale's)")
+    run.add_argument("--concurrency", type=_positive, help="trials at once (default: as many "
+                     "as the CPUs/GPUs hold)")
+    run.add_argument("--cpus-per-trial", type=_positive_float, help="default 1")
+    run.add_argument("--gpus-per-trial", type=_non_negative_float, help="fractions share a "
+                     "GPU (default 0)")
+    run.add_argument("--address", help="Ray cluster: auto | ray://HOST:PORT (default: start "
+                     "a local Ray)")
+    run.add_argument("--tracking-uri", help="MLflow: http://HOST:PORT or sqlite:///PATH "
+                     "(default sqlite:///<results-dir>/mlflow.db)")
+    run.add_argument("--experiment", help="MLflow experiment name (default resnet-search)")
+    run.add_argument("--results-dir", help="MLflow store, Optuna study, Ray results "
+                     "(default ./results)")
+    run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
+                     "raised (default 1)")
+    run.add_argument("--seed", type=_non_negative, help="sampler seed (default 0)")
+    run.add_argument("--device", help="auto | cpu | cuda (default auto)")
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on 127.0.0.1")
+    ui.add_argument("--results-dir", default="results", help="default ./results")
+    ui.add_argument("--port", type=_positive, default=5000, help="default 5000")
 
     commands.add_parser("list-spaces", help="the built-in spaces and scales")
     return parser
@@ -204,17 +269,63 @@ def cmd_list_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "list-spaces": cmd_list_spaces}
+def cmd_run(args: argparse.Namespace) -> int:
+    from .ranking import to_text
+    from .runner import SearchConfig, prepare, run
+
+    values = {k: v for k, v in vars(args).items()
+              if v is not None and k not in ("command", "space")}
+    config = SearchConfig(**values)
+    space, settings = prepare(args.space, config)  # every check before anything is written
+    print(f"search {settings['name']}: space {space.name} ({space.source}), {config.scale} "
+          f"scale, {settings['configurations']} configurations x {config.seeds} seeds, "
+          f"sampler {config.sampler}, scheduler {config.scheduler}", flush=True)
+    result = run(space, config)
+    print()
+    if result.ranking.empty:
+        print("no trial finished")
+    else:
+        print(to_text(result.ranking))
+    print(f"\nranking: {result.directory / 'ranking.md'} (and .csv)")
+    print(f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id})")
+    if result.tracking_uri.startswith("sqlite:///"):
+        results_dir = Path(result.tracking_uri[len("sqlite:///"):]).parent
+        print(f"open the UI: resnet-search ui --results-dir {results_dir}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    root = Path(args.results_dir).expanduser().resolve()
+    store = root / "mlflow.db"
+    if not store.exists():
+        raise UsageError(f"--results-dir {args.results_dir!r} holds no MLflow store "
+                         "(mlflow.db); run a search first")
+    address = f"http://127.0.0.1:{args.port}"
+    print(f"MLflow UI for {store} at {address} (Ctrl-C stops it)", flush=True)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+               f"sqlite:///{store}", "--default-artifact-root", (root / "mlartifacts").as_uri(),
+               "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    return subprocess.call(command, env=env)
+
+
+COMMANDS = {"train": cmd_train, "run": cmd_run, "ui": cmd_ui, "list-spaces": cmd_list_spaces}
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
+    from .runner import SearchConfigError
+    from .tracking import TrackingError
     from .train import TrialDirError
 
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (UsageError, SpaceError, DataError, TrialDirError) as error:
+    except (UsageError, SpaceError, DataError, TrialDirError, SearchConfigError,
+            TrackingError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"resnet-search: error: {message}", file=sys.stderr)
         return EXIT_USAGE

@@ -151,7 +151,9 @@ def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
         _set_rng_state(state["rng"], batch_order, device)
         start_epoch = state["epoch"]
         history = _read_metrics(out, upto=start_epoch)
-        propagation = json.loads((out / PROPAGATION).read_text())
+        propagation = {epoch: profile for epoch, profile
+                       in json.loads((out / PROPAGATION).read_text()).items()
+                       if int(epoch) <= start_epoch}
     else:
         propagation["0"] = measure_propagation(model, *probe).to_dict()
         _write_json(out / PLAN, {**plan_to_dict(plan), "net": net_spec.to_dict(),
@@ -199,18 +201,25 @@ def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
         metrics["objective"] = metrics["val_error"]
         history.append(metrics)
         _save_epoch(out, model, optimizer, batch_order, device, epoch + 1, metrics, propagation)
+        final = outcome == "diverged" or epoch + 1 == recipe.epochs
+        if final:  # before the last report: a scheduler may end the process right after it
+            _write_result(out, outcome, reason, history)
         if report:
             report(metrics)
-        if outcome == "diverged":
+        if final:
             break
+    else:  # resumed with nothing left to train
+        _write_result(out, outcome, reason, history)
 
-    result = TrialResult(outcome, len(history), history[-1] if history else {}, reason, history)
-    _write_json(out / RESULT, {"outcome": outcome, "reason": reason, "epochs": len(history),
-                               "metrics": result.metrics})
     from .plots import render_trial_plots
 
     render_trial_plots(out)
-    return result
+    return TrialResult(outcome, len(history), history[-1] if history else {}, reason, history)
+
+
+def _write_result(out: Path, outcome: str, reason: str, history: list[dict[str, Any]]) -> None:
+    _write_json(out / RESULT, {"outcome": outcome, "reason": reason, "epochs": len(history),
+                               "metrics": history[-1] if history else {}})
 
 
 def _train_epoch(model, optimizer, batches, recipe: Recipe, epoch: int,
@@ -282,16 +291,24 @@ def _set_rng_state(state: dict[str, Any], batch_order: torch.Generator,
 
 def _save_epoch(out: Path, model, optimizer, batch_order, device, epoch: int,
                 metrics: dict[str, Any], propagation: dict[str, dict]) -> None:
-    """Checkpoint first (atomically), then the files that describe it, so a kill at any point
-    leaves a checkpoint and metrics that agree after `_read_metrics` trims the tail."""
+    """The epoch's records first, the checkpoint last (atomically): a kill at any point
+    leaves records at least as new as the checkpoint, and resuming trims them back to it."""
+    with open(out / METRICS, "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+    _write_json(out / PROPAGATION, propagation)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "rng": _rng_state(batch_order, device), "epoch": epoch}
     tmp = out / (CHECKPOINT + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, out / CHECKPOINT)
-    _write_json(out / PROPAGATION, propagation)
-    with open(out / METRICS, "a") as f:
-        f.write(json.dumps(metrics) + "\n")
+
+
+def checkpoint_epoch(out: str | Path) -> int:
+    """The epoch a trial directory's checkpoint ends (0 when it has none)."""
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        return 0
+    return int(torch.load(path, weights_only=True, mmap=True, map_location="cpu")["epoch"])
 
 
 def _read_metrics(out: Path, upto: int) -> list[dict[str, Any]]:

@@ -54,7 +54,7 @@ def load_space(ref: str | SearchSpace, scale: str | Scale = "small") -> SearchSp
     names = {s.name: s for s in list_spaces()}
     if ref in names:
         space = names[ref].factory(scale)
-        space.source = f"builtin:{ref}"
+        space.source = ref
         return space
     if ":" not in ref:
         raise SpaceError(f"space {ref!r} is unknown; allowed: {' | '.join(names)} | "

@@ -1,0 +1,92 @@
+"""What a user watches while a search runs: one line per finished trial, a status line now
+and then (running / done / diverged / stopped, best so far, elapsed)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from ray import tune
+
+from .tracking import trial_outcome
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+class ProgressPrinter(tune.Callback):
+    def __init__(self, total: int, every_seconds: float = 30.0, stream=None):
+        self.total = total
+        self.every = every_seconds
+        self.stream = stream
+        self._start = self._last = 0.0
+        self.outcomes: dict[str, str] = {}
+        self.best: tuple[float, str] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "stream": None}
+
+    def get_state(self) -> dict[str, Any]:
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _print(self, text: str) -> None:
+        print(f"[{_elapsed(time.time() - self._start)}] {text}", file=self.stream or sys.stdout,
+              flush=True)
+
+    def setup(self, **info) -> None:
+        self._start = self._last = time.time()
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._print(f"{'start':8s} {_name(trial)}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._done(trials, trial, trial_outcome(trial.last_result))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._done(trials, trial, "error")
+
+    def _done(self, trials, trial, outcome: str) -> None:
+        self.outcomes[trial.trial_id] = outcome
+        result = trial.last_result or {}
+        detail = ""
+        if outcome in ("ok", "stopped"):
+            val, test = result.get("val_error"), result.get("test_error")
+            detail = f" val {100 * val:.2f}% test {100 * test:.2f}% after " \
+                     f"{result.get('epoch')} epochs"
+            if outcome == "ok" and (self.best is None or val < self.best[0]):
+                self.best = (val, _name(trial))
+        self._print(f"{outcome:8s} {_name(trial)}{detail}")
+        self._status(trials)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.time() - self._last >= self.every:
+            self._status(trials)
+
+    def _status(self, trials) -> None:
+        self._last = time.time()
+        running = sum(t.status == "RUNNING" and t.trial_id not in self.outcomes for t in trials)
+        counts = {o: list(self.outcomes.values()).count(o)
+                  for o in ("diverged", "stopped", "error")}
+        extra = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+        best = f", best val {100 * self.best[0]:.2f}% {self.best[1]}" if self.best else ""
+        self._print(f"{'status':8s} {running} running, {len(self.outcomes)}/{self.total} done"
+                    f"{f' ({extra})' if extra else ''}{best}")
+
+
+def _name(trial) -> str:
+    config = trial.config
+    net = config.get("plan", {}).get("net", {})
+    unit = net.get("unit", {})
+    extras = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in config.get("params", {}).items()
+                       if k not in ("shortcut", "activation", "bottleneck", "depth"))
+    return (f"#{config.get('optuna_trial')}/s{config.get('seed')} resnet{net.get('depth')} "
+            f"{unit.get('shortcut')} {unit.get('activation')}"
+            f"{' bottleneck' if unit.get('bottleneck') else ''}{f' ({extras})' if extras else ''}")

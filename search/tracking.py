@@ -1,0 +1,233 @@
+"""MLflow tracking, written only by the driver (DESIGN.md): a Ray Tune callback.
+
+One parent run per search, one nested child run per Ray trial. Workers never talk to the
+tracking server; SQLite never sees two writers; artifacts come from the trial's directory
+(or, on a cluster without a shared disk, from its last Ray checkpoint). Re-attaching to an
+existing search finds its runs by tag, so a resumed search duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+METRIC_KEYS = ("epoch", "train_loss", "train_error", "val_error", "test_error", "lr",
+               "epoch_seconds", "images_per_second", "objective")
+PARENT_TAG = "mlflow.parentRunId"
+ARTIFACTS = ("metrics.jsonl", "plan.json", "propagation.json", "learning_curve.png",
+             "propagation.png", "final_metrics.json")
+
+
+class TrackingError(RuntimeError):
+    """The tracking server or store cannot be used; the message says which and why."""
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail in seconds, not minutes, when a tracking server is not there."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        response = requests.get(uri.rstrip("/") + "/health", timeout=5)
+    except requests.RequestException as error:
+        reason = type(error).__name__
+        raise TrackingError(f"tracking server {uri} is unreachable ({reason}); start it "
+                            "(`mlflow server`) or pass another --tracking-uri") from None
+    if response.status_code != 200:
+        raise TrackingError(f"tracking server {uri} answered /health with HTTP "
+                            f"{response.status_code}; is it an MLflow server?")
+
+
+def client(uri: str):
+    import mlflow
+
+    # The client's default retries take minutes to give up; a reachable server needs few.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mlflow_client, name: str, artifact_location: str | None) -> str:
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow_client.create_experiment(name, artifact_location=artifact_location)
+
+
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    keys = [k for k in result if k in METRIC_KEYS or k.startswith("prop_")]
+    return {k: float(result[k]) for k in keys
+            if isinstance(result[k], (int, float)) and not isinstance(result[k], bool)
+            and math.isfinite(result[k])}
+
+
+def trial_outcome(result: dict[str, Any] | None, error: bool = False) -> str:
+    """ok | diverged | stopped (by the scheduler before its budget) | error."""
+    if error or not result or "outcome" not in result:
+        return "error"
+    return "stopped" if result["outcome"] == "running" else result["outcome"]
+
+
+class MlflowTracker(tune.Callback):
+    """Mirrors every trial into a nested MLflow run under the search's parent run.
+
+    Runs are keyed by the trial's `run_key` (configuration and seed), which survives a driver
+    restart, so a resumed or re-queued trial logs into its existing run.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
+                 search_name: str, space_name: str, work_root: str):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.search_name, self.space_name = search_name, space_name
+        self.work_root = work_root
+        self._client = None
+        self.runs: dict[str, str] = {}
+        """run key -> MLflow run id."""
+        self.logged: dict[str, set[int]] = {}
+        """run key -> epochs whose metrics are in MLflow."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None, "runs": {}, "logged": {}}
+
+    def get_state(self) -> dict[str, Any]:
+        return {}  # everything worth keeping is in MLflow itself; see `_attach`
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    @property
+    def mlflow(self):
+        if self._client is None:
+            self._client = client(self.tracking_uri)
+            self._attach()
+        return self._client
+
+    def _attach(self) -> None:
+        """Find this search's existing child runs: a resumed search logs into them."""
+        for run in child_runs(self._client, self.experiment_id, self.parent_run_id):
+            key = run.data.tags.get("run_key")
+            if key:
+                self.runs[key] = run.info.run_id
+                self.logged[key] = {m.step for m in self._client.get_metric_history(
+                    run.info.run_id, "epoch")}
+
+    def setup(self, **info) -> None:
+        self.mlflow  # noqa: B018  connect now: a bad store fails before any trial runs
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self._run_of(trial)
+
+    def _run_of(self, trial) -> str:
+        from mlflow.entities import Param
+
+        from .train import plan_from_dict
+
+        client_ = self.mlflow
+        key = trial.config["run_key"]
+        if key in self.runs:
+            client_.set_tag(self.runs[key], "ray_trial_id", trial.trial_id)
+            client_.update_run(self.runs[key], status="RUNNING")
+            return self.runs[key]
+        config = trial.config
+        plan = plan_from_dict(config["plan"])
+        number, seed = config["optuna_trial"], config["seed"]
+        tags = {PARENT_TAG: self.parent_run_id, "run_key": key, "ray_trial_id": trial.trial_id,
+                "optuna_trial": str(number), "seed": str(seed), "search": self.search_name,
+                "space": self.space_name, "network": plan.net.name, "outcome": "running",
+                "params": json.dumps(config["params"])}
+        run = client_.create_run(self.experiment_id, run_name=f"{number}-{plan.net.name}-s{seed}",
+                                 tags=tags)
+        params = {**plan.flat(), "optuna_trial": number}
+        client_.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self.runs[key] = run.info.run_id
+        self.logged[key] = set()
+        return run.info.run_id
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        self._log_epochs(trial, [result])
+
+    def _log_epochs(self, trial, results: list[dict]) -> None:
+        """Per-epoch metrics with step = epoch, each epoch once (a restart may repeat one)."""
+        from mlflow.entities import Metric
+
+        run_id = self._run_of(trial)
+        logged = self.logged[trial.config["run_key"]]
+        now = int(time.time() * 1000)
+        batch = []
+        for result in results:
+            epoch = int(result.get("epoch", 0))
+            if epoch and epoch not in logged:
+                batch += [Metric(k, v, now, epoch) for k, v in numeric_metrics(result).items()]
+                logged.add(epoch)
+        if batch:
+            self.mlflow.log_batch(run_id, metrics=batch)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finish(trial, trial_outcome(trial.last_result))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finish(trial, "error")
+
+    def _finish(self, trial, outcome: str) -> None:
+        run_id = self._run_of(trial)
+        final = {"outcome": outcome, **(trial.last_result or {})}
+        with tempfile.TemporaryDirectory() as tmp:
+            source = self._trial_files(trial, Path(tmp))
+            staged = Path(tmp, "artifacts")
+            staged.mkdir()
+            if source is not None:
+                # Epochs reported while the driver was down reach MLflow from the trial's file.
+                self._log_epochs(trial, _read_jsonl(source / "metrics.jsonl"))
+                from .plots import render_trial_plots
+
+                render_trial_plots(source)
+                for name in ARTIFACTS[:-1]:
+                    if (source / name).exists():
+                        shutil.copy(source / name, staged / name)
+            (staged / "final_metrics.json").write_text(json.dumps(
+                {k: v for k, v in final.items() if _jsonable(v)}, indent=1))
+            if outcome == "error" and trial.error_file and os.path.exists(trial.error_file):
+                shutil.copy(trial.error_file, staged / "error.txt")
+            self.mlflow.log_artifacts(run_id, str(staged))
+        self.mlflow.set_tag(run_id, "outcome", outcome)
+        self.mlflow.set_terminated(run_id, "FAILED" if outcome == "error" else "FINISHED")
+
+    def _trial_files(self, trial, tmp: Path) -> Path | None:
+        """The trial's directory here, else a download of its last Ray checkpoint."""
+        local = Path(self.work_root) / trial.config["run_key"]
+        if local.exists():
+            return local
+        if trial.checkpoint is not None:
+            return Path(trial.checkpoint.to_directory(str(tmp / "checkpoint")))
+        return None
+
+
+def child_runs(mlflow_client, experiment: str, parent_run_id: str) -> list:
+    return mlflow_client.search_runs(
+        [experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        max_results=50_000)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+        return True
+    except (TypeError, ValueError):
+        return False
