@@ -219,7 +219,6 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                           "threads": max(1, int(config.cpus_per_trial))})
         total = settings["configurations"] * config.seeds
         tuner = _tuner(paths, config, searcher, state, space, settings, total, concurrency)
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         tuner.fit()
         return _finish(paths, space, config, state, settings)
     finally:

@@ -123,8 +123,7 @@ class SpaceSearcher(Searcher):
                 # A resumed search continues with a fresh stream of random numbers.
                 sampler=make_sampler(self.sampler_name, self.seed + len(self.groups)))
             if not self._study.user_attrs.get(ANCHORS_ENQUEUED):
-                for anchor in self.space.anchors:
-                    self._study.enqueue_trial(anchor, skip_if_exists=True)
+                self.space.enqueue_anchors(self._study)
                 self._study.set_user_attr(ANCHORS_ENQUEUED, True)
         return self._study
 
@@ -147,10 +146,11 @@ class SpaceSearcher(Searcher):
                     f"lost-{seed}": {"outcome": "ended", "value": None}
                     for seed in range(self.seeds)}
 
-    def _trial(self, number: int) -> optuna.Trial:
-        """A live handle on a stored trial, also after a restore (asked trials do not pickle)."""
+    def _trial(self, number: int) -> optuna.Trial | None:
+        """A live handle on a stored trial, also after a restore (asked trials do not pickle);
+        None once it has finished (told before a driver restart)."""
         frozen = self.study.get_trials(deepcopy=False)[number]
-        return optuna.Trial(self.study, frozen._trial_id)
+        return None if frozen.state.is_finished() else optuna.Trial(self.study, frozen._trial_id)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if not self.queue:
@@ -198,10 +198,11 @@ class SpaceSearcher(Searcher):
         if (number is None or self.groups[number]["trial_ids"].get(trial_id) != 0
                 or not _finite(value)):
             return
-        try:
-            self._trial(number).report(float(value), int(result["epoch"]))
-        except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
-            pass  # finished during a lost snapshot, or a result without an epoch
+        frozen = self.study.get_trials(deepcopy=False)[number]
+        epoch = result.get("epoch")
+        if epoch is None or frozen.state.is_finished() or epoch in frozen.intermediate_values:
+            return  # told before a driver restart, or this epoch is in already
+        optuna.Trial(self.study, frozen._trial_id).report(float(value), int(epoch))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -226,11 +227,11 @@ class SpaceSearcher(Searcher):
             state, value = TrialState.COMPLETE, sum(values) / len(values)
         else:  # every seed stopped early by the scheduler
             state, value = TrialState.PRUNED, None
-        try:
-            self._trial(number).set_user_attr("outcomes", [o["outcome"] for o in outcomes])
-            self.study.tell(number, value, state=state)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-            pass  # told already, before a driver restart
+        trial = self._trial(number)
+        if trial is None:
+            return  # told already, before a driver restart
+        trial.set_user_attr("outcomes", [o["outcome"] for o in outcomes])
+        self.study.tell(number, value, state=state)
 
     def trial_number(self, trial_id: str) -> int | None:
         return self.trial_numbers.get(trial_id)

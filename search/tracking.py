@@ -9,7 +9,6 @@ existing search finds its runs by tag, so a resumed search duplicates nothing.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -64,10 +63,11 @@ def experiment_id(mlflow_client, name: str, artifact_location: str | None) -> st
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The trial's own metrics (not Ray's bookkeeping); a NaN loss is logged as NaN: it is
+    how a diverged trial looks."""
     keys = [k for k in result if k in METRIC_KEYS or k.startswith("prop_")]
     return {k: float(result[k]) for k in keys
-            if isinstance(result[k], (int, float)) and not isinstance(result[k], bool)
-            and math.isfinite(result[k])}
+            if isinstance(result[k], (int, float)) and not isinstance(result[k], bool)}
 
 
 def trial_outcome(result: dict[str, Any] | None, error: bool = False) -> str:

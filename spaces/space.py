@@ -34,6 +34,8 @@ from .scales import Scale, get_scale
 UNIT_KEYS = ("shortcut", "activation", *SHORTCUT_PARAMS, "bottleneck")
 NET_KEYS = ("depth", "width", "downsample")
 PARAM_KEYS = UNIT_KEYS + NET_KEYS + RECIPE_FIELDS
+ANCHOR_ATTR = "anchor"
+"""The Optuna user attribute that carries an enqueued anchor's full parameters."""
 ONE_MINUS_LAMBDA = "1-lambda"
 """A `branch_scale` value meaning s = 1 - lambda (Table 1's "frozen gating" row)."""
 
@@ -92,15 +94,27 @@ class SearchSpace:
                              f"allowed: {', '.join(PARAM_KEYS)}")
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
-        """Run the define function on an Optuna trial: the sampled (and derived) params."""
+        """Run the define function on an Optuna trial: the sampled (and derived) params.
+
+        For an anchor (see `enqueue_anchors`) every value of the anchor applies, also those
+        the define function never asks for (an anchor's own learning rate, say): Optuna alone
+        would drop them silently.
+        """
         derived = self.define(trial)
         if derived is not None and not isinstance(derived, Mapping):
             raise SpaceError(f"space {self.name!r}: define returned {derived!r}; allowed: None "
                              "or a dict of derived parameters")
         params = {**trial.params, **(derived or {})}
+        params.update({k: v for k, v in trial.user_attrs.get(ANCHOR_ATTR, {}).items()
+                       if k not in params})
         for key in params:
             self._check_key(key, "sampled")
         return params
+
+    def enqueue_anchors(self, study: optuna.Study) -> None:
+        """Queue the anchors in `study`, in order, so they are the first trials asked."""
+        for anchor in self.anchors:
+            study.enqueue_trial(anchor, user_attrs={ANCHOR_ATTR: anchor}, skip_if_exists=True)
 
     def plan(self, params: Mapping[str, Any], scale: str | Scale = "small", seed: int = 0,
              num_classes: int = 10, in_channels: int = 3) -> TrialPlan:
@@ -132,15 +146,15 @@ class SearchSpace:
     def check(self, scale: str | Scale = "small", samples: int = 16) -> None:
         """Fail early, with the space's name, if an anchor or a sample is not a valid network.
 
-        Anchors are resolved as given; the define function is run on `samples` random trials
-        of a throwaway in-memory Optuna study, so a wrong choice in a rarely taken branch is
+        In a throwaway in-memory Optuna study the anchors go through the define function
+        first (an anchor value it cannot take, such as a choice it does not offer, fails
+        here), then `samples` random trials, so a wrong choice in a rarely taken branch is
         likely to show before any trial trains.
         """
-        for anchor in self.anchors:
-            self.plan(anchor, scale)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        for _ in range(samples):
+        self.enqueue_anchors(study)  # anchors go through the define function too
+        for _ in range(len(self.anchors) + samples):
             trial = study.ask()
             try:
                 params = self.suggest(trial)

@@ -139,12 +139,32 @@ def test_anchors_run_first_and_exactly_through_optuna():
     """Enqueued anchors come back from a define-by-run study with exactly their params."""
     space = load_space("paper-table1", "smoke")
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
-    for anchor in space.anchors:
-        study.enqueue_trial(anchor)
+    space.enqueue_anchors(study)
     for anchor in space.anchors:
         trial = study.ask()
         assert space.suggest(trial) == anchor
         study.tell(trial, 0.0)
+
+
+def test_anchor_values_the_define_function_never_asks_for_still_apply():
+    def define(trial):
+        trial.suggest_categorical("activation", ["original", "full_preact"])
+
+    space = SearchSpace("lr-anchor", define, anchors=[{"activation": "original", "lr": 0.5}])
+    study = optuna.create_study()
+    space.enqueue_anchors(study)
+    params = space.suggest(study.ask())
+    assert params == {"activation": "original", "lr": 0.5}
+    assert space.plan(params, "smoke").recipe.lr == 0.5
+
+
+def test_an_anchor_the_define_function_cannot_take_fails_the_check():
+    def define(trial):
+        trial.suggest_categorical("activation", ["original", "full_preact"])
+
+    space = SearchSpace("bad-anchor", define, anchors=[{"activation": "relu_preact"}])
+    with pytest.raises(SpaceError, match="'bad-anchor'.*relu_preact"):
+        space.check("smoke")
 
 
 @pytest.mark.parametrize("name", ["paper-table1", "paper-table2", "paper-joint"])

@@ -1,0 +1,72 @@
+"""Shared helpers for the search tests: a user's space file, the CLI, and the stores."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import optuna
+import pytest
+
+USER_SPACE = textwrap.dedent('''
+    from spaces import SearchSpace
+
+    def define(trial):
+        shortcut = trial.suggest_categorical("shortcut", ["identity", "shortcut_gate"])
+        if shortcut == "shortcut_gate":
+            trial.suggest_float("gate_bias", -8.0, 0.0)
+        trial.suggest_categorical("activation", ["original", "full_preact"])
+
+    # The second anchor diverges: a learning rate of a million turns the loss into NaN.
+    my_space = SearchSpace("my-space", define, anchors=[
+        {"shortcut": "identity", "activation": "full_preact"},
+        {"shortcut": "identity", "activation": "original", "lr": 1e6},
+    ])
+''')
+
+
+@pytest.fixture
+def space_file(tmp_path):
+    path = tmp_path / "my_spaces.py"
+    path.write_text(USER_SPACE)
+    return path
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def mlflow_runs():
+    return read_mlflow_runs
+
+
+@pytest.fixture
+def study():
+    return load_study
+
+
+def run_cli(*args, cwd, timeout=600, **popen):
+    """Run `resnet-search ARGS` as a user would, in `cwd`."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "search.cli", *map(str, args)]
+    if popen:
+        return subprocess.Popen(command, cwd=cwd, env=env, text=True, **popen)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_mlflow_runs(results):
+    """(parent runs, child runs) of the default SQLite store under `results`."""
+    client = mlflow.MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("resnet-search")
+    runs = client.search_runs([experiment.experiment_id], max_results=10_000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def load_study(results, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{results / 'optuna.db'}")

@@ -1,0 +1,117 @@
+"""Searches end to end on a real local Ray, a real Optuna study and a real MLflow store."""
+
+import math
+
+import pytest
+from optuna.trial import TrialState
+from ray.tune import ExperimentAnalysis
+
+from search import SearchConfig, run
+
+EPOCHS = 3
+
+
+def test_user_space_search_from_the_command_line(tmp_path, space_file, cli, mlflow_runs,
+                                                 study):
+    """6 trials, 2 at a time, of a space defined in the user's own file; one diverges."""
+    done = cli("run", f"{space_file}:my_space", "--scale", "smoke", "--trials", 6,
+               "--concurrency", 2, "--scheduler", "none", "--name", "mine", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ranking:" in done.stdout and "resnet8-identity-full_preact" in done.stdout
+    results = tmp_path / "results"
+
+    client, parents, children = mlflow_runs(results)
+    assert len(parents) == 1 and len(children) == 6
+    parent = parents[0]
+    assert parent.data.tags["space_source"].endswith("my_spaces.py:my_space")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "ranking.csv", "ranking.md", "trials.csv", "space"}
+    by_number = {int(r.data.tags["optuna_trial"]): r for r in children}
+    assert sorted(by_number) == list(range(6))
+    for run_ in children:
+        assert run_.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run_.data.params["shortcut"] in ("identity", "shortcut_gate")
+        assert ("gate_bias" in run_.data.params) == (run_.data.params["shortcut"]
+                                                     == "shortcut_gate")
+        assert run_.data.tags["outcome"] in ("ok", "diverged")
+        history = client.get_metric_history(run_.info.run_id, "train_loss")
+        expected_epochs = EPOCHS if run_.data.tags["outcome"] == "ok" else 1
+        assert sorted(m.step for m in history) == list(range(1, expected_epochs + 1))
+        artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
+        assert {"learning_curve.png", "propagation.png", "final_metrics.json",
+                "metrics.jsonl"} <= artifacts
+
+    # The anchors ran first, exactly; the diverging one is a result everywhere.
+    trials = study(results, "mine").trials
+    assert len(trials) == 6
+    assert all(t.state == TrialState.COMPLETE and math.isfinite(t.value) for t in trials)
+    assert trials[0].params == {"shortcut": "identity", "activation": "full_preact"}
+    assert trials[1].user_attrs["params"]["lr"] == 1e6
+    assert trials[1].value == 1.0 and trials[1].user_attrs["outcomes"] == ["diverged"]
+    assert by_number[1].data.tags["outcome"] == "diverged"
+    assert by_number[1].data.params["lr"] == "1000000.0"
+    analysis = ExperimentAnalysis(str(results / "ray" / "mine"))
+    assert [t.status for t in analysis.trials] == ["TERMINATED"] * 6  # none errored
+    ray_trials = analysis.dataframe()
+    diverged = ray_trials[ray_trials["config/optuna_trial"] == 1]
+    assert list(diverged["outcome"]) == ["diverged"]
+
+    ranking = (results / "searches" / "mine" / "ranking.csv").read_text().splitlines()
+    assert len(ranking) == 7 and "diverged" in ranking[-1]
+
+
+def _asha_space():
+    from spaces import SearchSpace
+
+    def define(trial):
+        trial.suggest_float("lr", 1e-5, 0.1, log=True)
+
+    # Run one at a time: the good anchor fills ASHA's rungs, the hopeless ones fall below them.
+    return SearchSpace("asha-space", define, fixed={"activation": "full_preact"},
+                       anchors=[{"lr": 0.1}, {"lr": 1e-5}, {"lr": 2e-5}])
+
+
+def test_asha_stops_hopeless_trials_and_records_them_as_stopped(tmp_path, mlflow_runs, study):
+    config = SearchConfig(name="asha", scale="smoke", trials=3, concurrency=1, epochs=4,
+                          scheduler="asha", grace_period=1, reduction_factor=2,
+                          results_dir=str(tmp_path / "results"), progress=False)
+    result = run(_asha_space(), config)
+    outcomes = dict(zip(result.trials["optuna_trial"], result.trials["outcome"]))
+    assert outcomes[0] == "ok"
+    stopped = [n for n, o in outcomes.items() if o == "stopped"]
+    assert stopped, outcomes
+    trials = study(tmp_path / "results", "asha").trials
+    for number in stopped:
+        assert trials[number].state == TrialState.PRUNED
+        epochs = result.trials.set_index("optuna_trial").loc[number, "epochs"]
+        assert 1 <= epochs < 4
+    _, _, children = mlflow_runs(tmp_path / "results")
+    tags = {int(r.data.tags["optuna_trial"]): r for r in children}
+    for number in stopped:
+        assert tags[number].data.tags["outcome"] == "stopped"
+        assert tags[number].info.status == "FINISHED"  # stopped, not failed
+    analysis = ExperimentAnalysis(str(tmp_path / "results" / "ray" / "asha"))
+    assert all(t.status == "TERMINATED" for t in analysis.trials)
+
+
+def test_grid_runs_the_anchors_exactly_with_every_seed(tmp_path, space_file, study):
+    from spaces import load_space
+
+    space = load_space(f"{space_file}:my_space", "smoke")
+    config = SearchConfig(name="grid", scale="smoke", sampler="grid", seeds=2, trials=99,
+                          scheduler="none", results_dir=str(tmp_path / "results"),
+                          progress=False)
+    result = run(space, config)
+    assert len(result.trials) == 4  # 2 anchors x 2 seeds, whatever --trials says
+    assert sorted(result.trials["seed"]) == [0, 0, 1, 1]
+    assert list(result.ranking["seeds"]) == [2, 2]
+    best = result.ranking.iloc[0]
+    assert best["configuration"] == "resnet8-identity-full_preact"
+    seeds = result.trials[result.trials["optuna_trial"] == best["optuna_trial"]]
+    assert best["val_error_mean"] == pytest.approx(seeds["val_error"].mean())
+    assert best["val_error_std"] == pytest.approx(seeds["val_error"].std())
+    told = study(tmp_path / "results", "grid").trials[int(best["optuna_trial"])].value
+    assert told == pytest.approx(seeds["val_error"].mean())
+    assert result.best == {"shortcut": "identity", "activation": "full_preact"}
+    markdown = (result.directory / "ranking.md").read_text()
+    assert "±" in markdown and "resnet8-identity-full_preact" in markdown

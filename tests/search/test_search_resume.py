@@ -1,0 +1,62 @@
+"""An interrupted search (driver killed) resumes: nothing lost, nothing run twice."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from optuna.trial import TrialState
+
+ARGS = ["run", "paper-table2", "--scale", "smoke", "--trials", 6, "--concurrency", 2,
+        "--epochs", 6, "--scheduler", "none", "--name", "resumed"]
+
+
+def test_killed_driver_resumes_without_repeating_or_losing_anything(tmp_path, cli, mlflow_runs,
+                                                                    study):
+    driver = cli(*ARGS, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                 start_new_session=True)
+    finished_first = []
+    try:
+        deadline = time.time() + 300
+        for line in driver.stdout:
+            if "] ok " in line:
+                finished_first.append(line.split()[2])  # e.g. "#0/s0"
+            if len(finished_first) == 2 or time.time() > deadline:
+                break
+        assert len(finished_first) == 2, "the first run never finished two trials"
+        driver.send_signal(signal.SIGKILL)  # the driver only: its trials are mid-epoch
+        driver.wait()
+    finally:
+        time.sleep(1)
+        os.killpg(driver.pid, signal.SIGKILL)  # then the Ray processes it left behind
+
+    results = tmp_path / "results"
+    work = results / "searches" / "resumed" / "trials"
+    finished_keys = [f"{int(name[1:].split('/')[0]):04d}-s0" for name in finished_first]
+    trained = {key: (work / key / "checkpoint.pt").stat().st_mtime_ns for key in finished_keys}
+
+    resumed = cli(*ARGS, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for key, mtime in trained.items():  # finished before the kill: not trained again
+        assert (work / key / "checkpoint.pt").stat().st_mtime_ns == mtime, key
+
+    client, parents, children = mlflow_runs(results)
+    assert len(parents) == 1
+    keys = [r.data.tags["run_key"] for r in children]
+    assert sorted(keys) == [f"{n:04d}-s0" for n in range(6)]  # one run each, none twice
+    for run_ in children:
+        assert run_.info.status == "FINISHED" and run_.data.tags["outcome"] == "ok"
+        steps = [m.step for m in client.get_metric_history(run_.info.run_id, "val_error")]
+        assert sorted(steps) == [1, 2, 3, 4, 5, 6]  # no epoch missing, none logged twice
+
+    trials = [t for t in study(results, "resumed").trials if t.state != TrialState.WAITING]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert [t.params["activation"] for t in trials] == [
+        "original", "bn_after_add", "relu_before_add", "relu_preact", "full_preact",
+        "original"]  # the anchors, in order, each once
+
+    for key in keys:  # each trial's own record: epochs 1..6, each once
+        lines = work / key / "metrics.jsonl"
+        epochs = [json.loads(line)["epoch"] for line in lines.read_text().splitlines()]
+        assert epochs == [1, 2, 3, 4, 5, 6]

@@ -1,0 +1,137 @@
+"""SpaceSearcher against a real Optuna study in SQLite, driven as Ray Tune drives it."""
+
+import math
+import pickle
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.searcher import SAMPLERS, SpaceSearcher, make_sampler
+from spaces import SearchSpace
+
+
+def define(trial):
+    shortcut = trial.suggest_categorical("shortcut", ["identity", "shortcut_gate", "scaling"])
+    if shortcut == "shortcut_gate":
+        trial.suggest_float("gate_bias", -8.0, 0.0)
+    elif shortcut == "scaling":
+        trial.suggest_float("lam", 0.0, 1.0)
+    trial.suggest_categorical("activation", ["original", "full_preact"])
+
+
+SPACE = SearchSpace("unit-space", define, anchors=[
+    {"shortcut": "identity", "activation": "full_preact"},
+    {"shortcut": "shortcut_gate", "gate_bias": -6.0, "activation": "original", "lr": 0.05}])
+
+
+def _searcher(tmp_path, **kwargs):
+    options = {"sampler": "tpe", "seeds": 1, "configurations": 6, **kwargs}
+    return SpaceSearcher(SPACE, "smoke", f"sqlite:///{tmp_path / 'optuna.db'}", "unit",
+                         run_settings={"work_root": str(tmp_path)}, **options)
+
+
+def _result(value, epoch=3, outcome="ok"):
+    return {"objective": value, "val_error": value, "epoch": epoch, "outcome": outcome}
+
+
+def _study(tmp_path):
+    return optuna.load_study(study_name="unit", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+
+def test_anchors_first_with_every_value_then_sampled(tmp_path):
+    searcher = _searcher(tmp_path)
+    configs = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert configs[0]["params"] == SPACE.anchors[0]
+    assert configs[1]["params"] == SPACE.anchors[1]
+    assert configs[1]["plan"]["recipe"]["lr"] == 0.05  # an anchor's value define never asks
+    assert [c["optuna_trial"] for c in configs] == [0, 1, 2, 3]
+    assert configs[0]["work_root"] == str(tmp_path) and configs[0]["run_key"] == "0000-s0"
+
+
+def test_outcomes_reach_the_study_and_nothing_stays_running(tmp_path):
+    searcher = _searcher(tmp_path)
+    for i in range(5):
+        searcher.suggest(f"t{i}")
+    searcher.on_trial_result("t0", _result(0.3, epoch=1, outcome="running"))
+    searcher.on_trial_complete("t0", _result(0.2))                          # ok
+    searcher.on_trial_complete("t1", _result(1.0, outcome="diverged"))      # penalty
+    searcher.on_trial_complete("t2", _result(0.7, epoch=1, outcome="running"))  # ASHA stop
+    searcher.on_trial_complete("t3", None, error=True)                      # raised
+    searcher.on_trial_complete("t4", _result(math.nan))                     # NaN never told
+    trials = _study(tmp_path).trials
+    assert [t.state for t in trials[:5]] == [TrialState.COMPLETE, TrialState.COMPLETE,
+                                             TrialState.PRUNED, TrialState.FAIL,
+                                             TrialState.FAIL]
+    assert trials[0].value == 0.2 and trials[1].value == 1.0
+    assert trials[0].intermediate_values == {1: 0.3, 3: 0.2}
+    assert trials[2].intermediate_values == {1: 0.7}
+    assert trials[1].user_attrs["outcomes"] == ["diverged"]
+
+
+def test_seeds_share_a_configuration_and_its_mean_is_told(tmp_path):
+    searcher = _searcher(tmp_path, seeds=3)
+    configs = [searcher.suggest(f"t{i}") for i in range(6)]
+    assert [c["optuna_trial"] for c in configs] == [0, 0, 0, 1, 1, 1]
+    assert [c["seed"] for c in configs] == [0, 1, 2, 0, 1, 2]
+    assert configs[0]["params"] == configs[2]["params"]
+    assert [c["plan"]["seed"] for c in configs[:3]] == [0, 1, 2]
+    searcher.on_trial_complete("t0", _result(0.2))
+    searcher.on_trial_complete("t1", _result(0.4))
+    assert _study(tmp_path).trials[0].state == TrialState.RUNNING  # waits for every seed
+    searcher.on_trial_complete("t2", _result(0.3))
+    assert _study(tmp_path).trials[0].value == pytest.approx(0.3)
+
+
+def test_budget_and_grid_end_the_search(tmp_path):
+    capped = _searcher(tmp_path, configurations=2)
+    assert capped.suggest("a") and capped.suggest("b")
+    assert capped.suggest("c") == "FINISHED"
+    grid = _searcher(tmp_path / "grid", sampler="grid", configurations=None, seeds=2)
+    (tmp_path / "grid").mkdir()
+    configs = [grid.suggest(f"g{i}") for i in range(5)]
+    assert [c["params"] for c in configs[:4]] == [SPACE.anchors[0]] * 2 + [SPACE.anchors[1]] * 2
+    assert configs[4] == "FINISHED"
+
+
+def test_restore_requeues_a_configuration_the_snapshot_lost(tmp_path):
+    searcher = _searcher(tmp_path)
+    searcher.suggest("t0")
+    snapshot = pickle.dumps(searcher.get_state())  # the driver's last experiment checkpoint
+    lost = searcher.suggest("t1")                   # asked, then the driver was killed
+    searcher.on_trial_complete("t0", _result(0.25))
+
+    restored = _searcher(tmp_path)
+    restored.set_state(pickle.loads(snapshot))
+    again = restored.suggest("t1-new")
+    assert again["optuna_trial"] == lost["optuna_trial"] and again["params"] == lost["params"]
+    assert again["run_key"] == lost["run_key"]     # it resumes in the same directory
+    restored.on_trial_complete("t0", _result(0.25))  # told already: no error, no change
+    restored.on_trial_complete("t1-new", _result(0.5))
+    states = [t.state for t in _study(tmp_path).trials if t.state != TrialState.WAITING]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert restored.suggest("t2")["optuna_trial"] == 2
+
+
+def test_searcher_pickles_without_its_study(tmp_path):
+    searcher = _searcher(tmp_path)
+    searcher.suggest("t0")
+    copy = pickle.loads(pickle.dumps(searcher))
+    assert copy.suggest("t1")["optuna_trial"] == 1
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_drives_a_conditional_space(name):
+    study = optuna.create_study(sampler=make_sampler(name, seed=0))
+    SPACE.enqueue_anchors(study)
+    for _ in range(8):
+        trial = study.ask()
+        params = SPACE.suggest(trial)
+        SPACE.plan(params, "smoke")
+        study.tell(trial, 0.5 if params["shortcut"] == "identity" else 0.8)
+    assert len(study.trials) == 8 and all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_unknown_sampler():
+    with pytest.raises(ValueError, match="sampler='bayes' is invalid; allowed: tpe"):
+        make_sampler("bayes", 0)
