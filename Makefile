@@ -3,11 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint install clean
+.PHONY: test demo lint install clean
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check residual spaces search tests
 	$(BIN)/pytest
+
+# A real search on the embedded defaults (local Ray, SQLite MLflow, offline digits data).
+demo: $(VENV)/.installed
+	$(BIN)/resnet-search run paper-table1 --scale smoke --epochs 6 --name demo
 
 install: $(VENV)/.installed
 

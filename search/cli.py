@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--experiment", help="MLflow experiment name (default resnet-search)")
     run.add_argument("--results-dir", help="MLflow store, Optuna study, Ray results "
                      "(default ./results)")
+    run.add_argument("--storage", help="Ray Tune storage (default <results-dir>/ray); shared "
+                     "(NFS path or s3://bucket/prefix) when trials run on several nodes")
     run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
                      "raised (default 1)")
     run.add_argument("--seed", type=_non_negative, help="sampler seed (default 0)")
@@ -233,7 +235,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                   if m["outcome"] != "diverged" else "diverged")
         print(f"epoch {m['epoch']:3d}/{plan.recipe.epochs} loss {m['train_loss']:.4f} "
               f"train {100 * m['train_error']:5.1f}% {errors} lr {m['lr']:.4g} "
-              f"{m['epoch_seconds']:.1f}s {m['images_per_second']:.0f} img/s", flush=True)
+              f"{m['epoch_seconds']:.1f}s+{m.get('eval_seconds', 0):.1f}s "
+              f"{m['images_per_second']:.0f} img/s", flush=True)
 
     result = run_trial(plan, data, out, progress, options)
     final = result.metrics

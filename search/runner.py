@@ -8,7 +8,7 @@ Layout under `results_dir` (default `./results`):
 
     mlflow.db, mlartifacts/     the default MLflow store (SQLite) and its artifacts
     optuna.db                   the Optuna studies, one per search name
-    ray/<name>/                 Ray Tune's experiment state and trial checkpoints
+    ray/<name>/                 Ray Tune's experiment state and trial checkpoints (--storage)
     searches/<name>/            search.json, ranking.csv/.md, trials.csv, trials/<id>/ (work)
 
 Re-running a search with the same name and results directory resumes it (Tuner.restore):
@@ -72,6 +72,9 @@ class SearchConfig:
     """Default `sqlite:///<results_dir>/mlflow.db`; `http://host:port` for a server."""
     experiment: str = "resnet-search"
     results_dir: str = "results"
+    storage: str | None = None
+    """Ray Tune's storage (default `<results_dir>/ray`); trials on several nodes need a
+    shared one: an NFS path or `s3://bucket/prefix`."""
     optuna_storage: str | None = None
     """Default `sqlite:///<results_dir>/optuna.db`; any SQLAlchemy URL."""
     max_failures: int = 1
@@ -154,9 +157,6 @@ class _Paths:
     def search(self) -> Path:
         return self.root / "searches" / self.name
 
-    @property
-    def ray(self) -> Path:
-        return self.root / "ray"
 
     @property
     def work(self) -> Path:
@@ -194,6 +194,7 @@ def prepare(space: str | SearchSpace, config: SearchConfig) -> tuple[SearchSpace
         "data_dir": data_dir, "cache_dir": cache_dir, "overrides": overrides,
         "configurations": configurations, "epochs": plan.recipe.epochs,
         "optuna_storage": config.optuna_storage or f"sqlite:///{root / 'optuna.db'}",
+        "storage": _storage_uri(config.storage) if config.storage else str(root / "ray"),
     }
 
 
@@ -322,9 +323,9 @@ def _tuner(paths: _Paths, config: SearchConfig, searcher: SpaceSearcher, state: 
 
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
     trainable = tune.with_resources(trial_function, resources)
-    experiment = paths.ray / settings["name"]
-    if tune.Tuner.can_restore(str(experiment)):
-        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
+    experiment = f"{settings['storage'].rstrip('/')}/{settings['name']}"
+    if tune.Tuner.can_restore(experiment):
+        return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True)
     if config.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", max_t=settings["epochs"],
@@ -343,7 +344,7 @@ def _tuner(paths: _Paths, config: SearchConfig, searcher: SpaceSearcher, state: 
             search_alg=searcher, scheduler=scheduler, metric="objective", mode="min",
             num_samples=total, max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=settings["name"], storage_path=str(paths.ray), callbacks=callbacks,
+            name=settings["name"], storage_path=settings["storage"], callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0))
 
@@ -398,6 +399,11 @@ def _finish(paths: _Paths, space: SearchSpace, config: SearchConfig, state: dict
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
+
+
+def _storage_uri(storage: str) -> str:
+    """A URI (s3://, gs://) as given; a path made absolute (trials run elsewhere)."""
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
 
 
 def _absolute(path: str | None) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 from ray import tune
 
 METRIC_KEYS = ("epoch", "train_loss", "train_error", "val_error", "test_error", "lr",
-               "epoch_seconds", "images_per_second", "objective")
+               "epoch_seconds", "eval_seconds", "images_per_second", "objective")
 PARENT_TAG = "mlflow.parentRunId"
 ARTIFACTS = ("metrics.jsonl", "plan.json", "propagation.json", "learning_curve.png",
              "propagation.png", "final_metrics.json")

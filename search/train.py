@@ -4,8 +4,8 @@ The paper's recipe (PAPER.md Sec. 6) scaled to the plan's epoch budget: SGD with
 and weight decay 1e-4, batch 128, lr 0.1 after a 0.01 warm-up, /10 at 50% and 75% of the
 budget (cosine and one-cycle as options). After every epoch the trial
 
-- reports train loss/error, validation and test error, lr, epoch time and throughput to a
-  callback (Ray Tune's `tune.report` in a search, a progress line on the command line);
+- reports train loss/error, validation and test error, lr, training time and throughput,
+  and the time spent evaluating and measuring, to a callback (Ray Tune's `tune.report` in a search, a progress line on the command line);
 - measures propagation (`residual.propagation`: Eq. 4, 5, 8) on a fixed training batch;
 - writes everything into its directory: `checkpoint.pt` (model, optimizer, RNG states, epoch;
   the lr is a pure function of the position in the budget, so there is no scheduler state),
@@ -191,11 +191,13 @@ def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
         if outcome == "diverged":
             metrics.update(val_error=PENALTY_ERROR, test_error=PENALTY_ERROR)
         else:
+            started = time.perf_counter()
             for split, batches in evals.items():
                 metrics[f"{split}_error"] = _error(model, batches, autocast)
             profile = measure_propagation(model, *probe)
             propagation[str(epoch + 1)] = profile.to_dict()
             metrics.update({f"prop_{k}": v for k, v in profile.summary().items()})
+            metrics["eval_seconds"] = time.perf_counter() - started
         metrics["outcome"] = outcome if outcome == "diverged" or epoch + 1 == recipe.epochs \
             else "running"
         metrics["objective"] = metrics["val_error"]

@@ -116,6 +116,12 @@ class SearchSpace:
         for anchor in self.anchors:
             study.enqueue_trial(anchor, user_attrs={ANCHOR_ATTR: anchor}, skip_if_exists=True)
 
+    def spec_from_params(self, params: Mapping[str, Any], scale: str | Scale = "small",
+                         num_classes: int = 10, in_channels: int = 3) -> tuple[NetSpec, Recipe]:
+        """A flat sampled dict as the `residual.NetSpec` and training `Recipe` it means."""
+        plan = self.plan(params, scale, num_classes=num_classes, in_channels=in_channels)
+        return plan.net, plan.recipe
+
     def plan(self, params: Mapping[str, Any], scale: str | Scale = "small", seed: int = 0,
              num_classes: int = 10, in_channels: int = 3) -> TrialPlan:
         """Resolve params over the space's fixed values over the scale's defaults.

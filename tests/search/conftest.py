@@ -48,9 +48,9 @@ def study():
     return load_study
 
 
-def run_cli(*args, cwd, timeout=600, **popen):
+def run_cli(*args, cwd, timeout=600, env=None, **popen):
     """Run `resnet-search ARGS` as a user would, in `cwd`."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "search.cli", *map(str, args)]
     if popen:
         return subprocess.Popen(command, cwd=cwd, env=env, text=True, **popen)

@@ -116,3 +116,31 @@ def test_list_spaces_and_ui_need_no_search(tmp_path, capsys):
     assert "paper-table1" in capsys.readouterr().out
     assert main(["ui", "--results-dir", str(tmp_path)]) == 2
     assert "holds no MLflow store" in capsys.readouterr().err
+
+
+def test_ui_serves_the_default_store(tmp_path, cli):
+    results = tmp_path / "results"
+    results.mkdir()
+    store = mlflow.MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = store.create_experiment("resnet-search")
+    store.create_run(experiment, run_name="a-search")
+    port = _free_port()
+    ui = cli("ui", "--results-dir", results, "--port", port, cwd=tmp_path,
+             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        first_line = ui.stdout.readline()
+        assert f"at http://127.0.0.1:{port}" in first_line
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                response = requests.post(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search",
+                    json={"experiment_ids": [experiment]}, timeout=2)
+                if response.status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        assert response.json()["runs"][0]["info"]["run_name"] == "a-search"
+    finally:
+        os.killpg(ui.pid, 15)
+        ui.wait(30)

@@ -5,6 +5,7 @@ import textwrap
 import optuna
 import pytest
 
+from residual import NetSpec, UnitSpec
 from residual.paper import TABLE1, TABLE2
 from spaces import SCALES, Recipe, SearchSpace, SpaceError, list_spaces, load_space
 
@@ -54,6 +55,15 @@ def test_user_space_from_a_file_sampled_by_a_real_study(user_file):
         study.tell(trial, 0.5)
     assert seen_gate and seen_identity
     assert len(study.trials) == 24
+
+
+def test_spec_from_params_gives_the_network_and_the_recipe():
+    space = load_space("paper-table1", "small")
+    net, recipe = space.spec_from_params({"shortcut": "exclusive_gate", "gate_bias": -6.0},
+                                         "small", num_classes=100)
+    assert net == NetSpec(56, UnitSpec("exclusive_gate", "original", gate_bias=-6.0), width=8,
+                          num_classes=100)
+    assert recipe == SCALES["small"].recipe and recipe.epochs == 10
 
 
 def test_a_factory_of_scale_is_a_space_too(tmp_path):
