@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,48 +41,27 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is invalid; allowed: an integer >= 1")
-    return value
+def _bounded(kind: type, low: float, strict: bool = False):
+    """An argparse type: an int or finite float >= low (> low when strict)."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(
+                f"{text} is invalid; allowed: {noun} {'>' if strict else '>='} {low:g}")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is invalid; allowed: an integer >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} is invalid; allowed: a number > 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value:g} is invalid; allowed: a number >= 0")
-    return value
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+_positive = _bounded(int, 1)
+_non_negative = _bounded(int, 0)
+_positive_float = _bounded(float, 0, strict=True)
+_non_negative_float = _bounded(float, 0)
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -274,16 +254,11 @@ def cmd_list_spaces(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .ranking import to_text
-    from .runner import SearchConfig, prepare, run
+    from .runner import SearchConfig, run
 
     values = {k: v for k, v in vars(args).items()
               if v is not None and k not in ("command", "space")}
-    config = SearchConfig(**values)
-    space, settings = prepare(args.space, config)  # every check before anything is written
-    print(f"search {settings['name']}: space {space.name} ({space.source}), {config.scale} "
-          f"scale, {settings['configurations']} configurations x {config.seeds} seeds, "
-          f"sampler {config.sampler}, scheduler {config.scheduler}", flush=True)
-    result = run(space, config)
+    result = run(args.space, SearchConfig(**values))
     print()
     if result.ranking.empty:
         print("no trial finished")

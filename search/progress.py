@@ -9,7 +9,10 @@ from typing import Any
 
 from ray import tune
 
-from .tracking import trial_outcome
+from residual import NetSpec
+
+from .ranking import label
+from .train import trial_outcome
 
 
 def _elapsed(seconds: float) -> str:
@@ -81,12 +84,7 @@ class ProgressPrinter(tune.Callback):
 
 
 def _name(trial) -> str:
+    """`#3/s0 resnet56-exclusive_gate-bg-6-original`: Optuna trial, seed, configuration."""
     config = trial.config
-    net = config.get("plan", {}).get("net", {})
-    unit = net.get("unit", {})
-    extras = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in config.get("params", {}).items()
-                       if k not in ("shortcut", "activation", "bottleneck", "depth"))
-    return (f"#{config.get('optuna_trial')}/s{config.get('seed')} resnet{net.get('depth')} "
-            f"{unit.get('shortcut')} {unit.get('activation')}"
-            f"{' bottleneck' if unit.get('bottleneck') else ''}{f' ({extras})' if extras else ''}")
+    net = NetSpec.from_dict(config["plan"]["net"]).name
+    return f"#{config['optuna_trial']}/s{config['seed']} {label(config['params'], net)}"

@@ -157,7 +157,6 @@ class _Paths:
     def search(self) -> Path:
         return self.root / "searches" / self.name
 
-
     @property
     def work(self) -> Path:
         return self.search / "trials"
@@ -203,7 +202,12 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
     import ray
 
     config = config or SearchConfig()
-    space, settings = prepare(space, config)
+    space, settings = prepare(space, config)  # every check, before anything is written
+    if config.progress:
+        print(f"search {settings['name']}: space {space.name} ({space.source}), "
+              f"{config.scale} scale, {settings['configurations']} configurations x "
+              f"{config.seeds} seeds, sampler {config.sampler}, scheduler {config.scheduler}",
+              flush=True)
     paths = _Paths(settings["root"], settings["name"])
     started_ray = _connect_ray(config)
     try:

@@ -11,7 +11,8 @@ ask/tell and samplers and fixes those:
   0..k-1) and is told the mean objective once all of them end;
 - the study lives in persistent storage (SQLite next to the MLflow store by default); the
   storage, not a pickle, is the source of truth when a search resumes: the searcher pickles
-  only plain bookkeeping, reloads the study, and fails the orphans of a lost snapshot;
+  only plain bookkeeping, reloads the study, and queues again a configuration that was asked
+  after the driver's last snapshot (under its own number: it resumes, it is not re-proposed);
 - the space's anchors are enqueued once, when the study is new, so they run first;
 - a diverged trial reports a finite penalty (never NaN); a trial stopped by the scheduler is
   PRUNED; a trial that raised is FAIL. Nothing is left RUNNING.
@@ -30,7 +31,7 @@ from ray.tune.search import Searcher
 
 from spaces import SearchSpace, SpaceError, load_space
 
-from .train import plan_to_dict
+from .train import plan_to_dict, trial_outcome
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid")
 OBJECTIVE = "objective"
@@ -173,12 +174,15 @@ class SpaceSearcher(Searcher):
         trial = self.study.ask()
         try:
             params = self.space.suggest(trial)
+            # In the study at once, so a restore after a lost snapshot can queue it again.
+            trial.set_user_attr("params", params)
             self._queue(trial.number, params)
-        except SpaceError:
+        except Exception as error:  # a space that passed `check` but fails on a rare branch
             self.study.tell(trial, state=TrialState.FAIL)
-            raise
-        # In the study at once, so a restore after a lost snapshot can queue it again.
-        trial.set_user_attr("params", params)
+            if isinstance(error, SpaceError):
+                raise
+            raise SpaceError(f"space {self.space.name!r}: define raised "
+                             f"{type(error).__name__}: {error}") from error
         self.groups[trial.number] = {"params": params, "trial_ids": {}, "results": {}}
 
     def _queue(self, number: int, params: dict[str, Any]) -> None:
@@ -214,7 +218,8 @@ class SpaceSearcher(Searcher):
             return
         if result:  # the result that made the scheduler stop it never reached on_trial_result
             self.on_trial_result(trial_id, result)
-        group["results"][trial_id] = _seed_outcome(result, error)
+        group["results"][trial_id] = {"outcome": trial_outcome(result, error),
+                                      "value": (result or {}).get(OBJECTIVE)}
         if len(group["results"]) < self.seeds:
             return
         self._tell(number, list(group["results"].values()))
@@ -233,19 +238,8 @@ class SpaceSearcher(Searcher):
         trial.set_user_attr("outcomes", [o["outcome"] for o in outcomes])
         self.study.tell(number, value, state=state)
 
-    def trial_number(self, trial_id: str) -> int | None:
-        return self.trial_numbers.get(trial_id)
-
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _seed_outcome(result: dict[str, Any] | None, error: bool) -> dict[str, Any]:
-    """ok / diverged / stopped (by the scheduler, before its budget) / error."""
-    if error or not result:
-        return {"outcome": "error", "value": None}
-    outcome = result.get("outcome")
-    if outcome == "running":
-        outcome = "stopped"
-    return {"outcome": outcome or "error", "value": result.get(OBJECTIVE)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,11 +19,14 @@ from typing import Any
 
 from ray import tune
 
+from .train import trial_outcome
+
 METRIC_KEYS = ("epoch", "train_loss", "train_error", "val_error", "test_error", "lr",
                "epoch_seconds", "eval_seconds", "images_per_second", "objective")
 PARENT_TAG = "mlflow.parentRunId"
-ARTIFACTS = ("metrics.jsonl", "plan.json", "propagation.json", "learning_curve.png",
-             "propagation.png", "final_metrics.json")
+TRIAL_FILES = ("metrics.jsonl", "plan.json", "propagation.json", "learning_curve.png",
+               "propagation.png")
+"""What a trial's directory contributes to its MLflow run's artifacts (with final_metrics.json)."""
 
 
 class TrackingError(RuntimeError):
@@ -68,13 +72,6 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     keys = [k for k in result if k in METRIC_KEYS or k.startswith("prop_")]
     return {k: float(result[k]) for k in keys
             if isinstance(result[k], (int, float)) and not isinstance(result[k], bool)}
-
-
-def trial_outcome(result: dict[str, Any] | None, error: bool = False) -> str:
-    """ok | diverged | stopped (by the scheduler before its budget) | error."""
-    if error or not result or "outcome" not in result:
-        return "error"
-    return "stopped" if result["outcome"] == "running" else result["outcome"]
 
 
 class MlflowTracker(tune.Callback):
@@ -192,14 +189,22 @@ class MlflowTracker(tune.Callback):
                 from .plots import render_trial_plots
 
                 render_trial_plots(source)
-                for name in ARTIFACTS[:-1]:
+                for name in TRIAL_FILES:
                     if (source / name).exists():
                         shutil.copy(source / name, staged / name)
             (staged / "final_metrics.json").write_text(json.dumps(
                 {k: v for k, v in final.items() if _jsonable(v)}, indent=1))
             if outcome == "error" and trial.error_file and os.path.exists(trial.error_file):
                 shutil.copy(trial.error_file, staged / "error.txt")
-            self.mlflow.log_artifacts(run_id, str(staged))
+            try:
+                self.mlflow.log_artifacts(run_id, str(staged))
+            except Exception as error:  # never silently: the run says so, and so do we
+                message = f"{type(error).__name__}: {error}".splitlines()[0][:250]
+                self.mlflow.set_tag(run_id, "artifacts", f"failed: {message}")
+                key = trial.config["run_key"]
+                print(f"resnet-search: warning: artifacts of trial {key} not logged "
+                      f"({message}); its files stay in {Path(self.work_root) / key} and in "
+                      "its Ray checkpoint", file=sys.stderr)
         self.mlflow.set_tag(run_id, "outcome", outcome)
         self.mlflow.set_terminated(run_id, "FAILED" if outcome == "error" else "FINISHED")
 

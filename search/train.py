@@ -5,7 +5,8 @@ and weight decay 1e-4, batch 128, lr 0.1 after a 0.01 warm-up, /10 at 50% and 75
 budget (cosine and one-cycle as options). After every epoch the trial
 
 - reports train loss/error, validation and test error, lr, training time and throughput,
-  and the time spent evaluating and measuring, to a callback (Ray Tune's `tune.report` in a search, a progress line on the command line);
+  and the time spent evaluating and measuring, to a callback (Ray Tune's `tune.report` in a
+  search, a progress line on the command line);
 - measures propagation (`residual.propagation`: Eq. 4, 5, 8) on a fixed training batch;
 - writes everything into its directory: `checkpoint.pt` (model, optimizer, RNG states, epoch;
   the lr is a pure function of the position in the budget, so there is no scheduler state),
@@ -85,6 +86,17 @@ class TrialResult:
     """The last epoch's metrics (penalty errors when diverged)."""
     reason: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def trial_outcome(last_metrics: dict[str, Any] | None, error: bool = False) -> str:
+    """ok | diverged | stopped | error, from a trial's last reported metrics.
+
+    A trial reports "running" until its last epoch, so one whose last report still says so
+    was stopped early by a scheduler (ASHA); one that raised, or reported nothing, is "error".
+    """
+    if error or not last_metrics or "outcome" not in last_metrics:
+        return "error"
+    return "stopped" if last_metrics["outcome"] == "running" else last_metrics["outcome"]
 
 
 def plan_to_dict(plan: TrialPlan) -> dict[str, Any]:

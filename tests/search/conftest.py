@@ -1,6 +1,7 @@
 """Shared helpers for the search tests: a user's space file, the CLI, and the stores."""
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,14 @@ def space_file(tmp_path):
     path = tmp_path / "my_spaces.py"
     path.write_text(USER_SPACE)
     return path
+
+
+@pytest.fixture
+def free_port():
+    """A TCP port nothing listens on (yet)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """`resnet-search run` against a real `mlflow server`, and its bad inputs."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,9 @@ import requests
 from search.cli import main
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def mlflow_server(tmp_path):
-    port = _free_port()
+def mlflow_server(tmp_path, free_port):
+    port = free_port
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -62,10 +55,10 @@ def test_search_tracks_to_an_mlflow_server(tmp_path, mlflow_server, cli):
     assert not (tmp_path / "results" / "mlflow.db").exists()  # the server holds the runs
 
 
-def test_unreachable_tracking_server_fails_fast_and_writes_nothing(tmp_path, cli):
+def test_unreachable_tracking_server_fails_fast_and_writes_nothing(tmp_path, cli, free_port):
     started = time.time()
     done = cli("run", "paper-table1", "--scale", "smoke", "--tracking-uri",
-               f"http://127.0.0.1:{_free_port()}", cwd=tmp_path)
+               f"http://127.0.0.1:{free_port}", cwd=tmp_path)
     assert done.returncode == 2 and time.time() - started < 30
     assert "unreachable" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()
@@ -118,13 +111,13 @@ def test_list_spaces_and_ui_need_no_search(tmp_path, capsys):
     assert "holds no MLflow store" in capsys.readouterr().err
 
 
-def test_ui_serves_the_default_store(tmp_path, cli):
+def test_ui_serves_the_default_store(tmp_path, cli, free_port):
     results = tmp_path / "results"
     results.mkdir()
     store = mlflow.MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     experiment = store.create_experiment("resnet-search")
     store.create_run(experiment, run_name="a-search")
-    port = _free_port()
+    port = free_port
     ui = cli("ui", "--results-dir", results, "--port", port, cwd=tmp_path,
              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -5,7 +5,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,19 +18,13 @@ RAY = str(Path(sys.executable).with_name("ray"))
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def two_node_cluster(tmp_path):
+def two_node_cluster(tmp_path, free_port):
     """A head and a worker node on this machine, in a temp dir of their own."""
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    port = _free_port()
+    port = free_port
     # A short path of its own: Ray's socket names have a length limit, and the processes
     # under it are this cluster's alone.
     temp = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
