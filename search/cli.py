@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default ./results)")
     run.add_argument("--storage", help="Ray Tune storage (default <results-dir>/ray); shared "
                      "(NFS path or s3://bucket/prefix) when trials run on several nodes")
+    run.add_argument("--optuna-storage", help="Optuna study storage, any SQLAlchemy URL "
+                     "(default sqlite:///<results-dir>/optuna.db)")
     run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
                      "raised (default 1)")
     run.add_argument("--seed", type=_non_negative, help="sampler seed (default 0)")

@@ -188,13 +188,31 @@ def prepare(space: str | SearchSpace, config: SearchConfig) -> tuple[SearchSpace
     if config.sampler == "grid" and not space.anchors:
         raise SearchConfigError(f"sampler='grid' needs anchors; space {space.name!r} has none")
     configurations = len(space.anchors) if config.sampler == "grid" else config.trials
-    return space, {
+    settings = {
         "name": name, "root": root, "tracking_uri": uri, "dataset": dataset,
         "data_dir": data_dir, "cache_dir": cache_dir, "overrides": overrides,
         "configurations": configurations, "epochs": plan.recipe.epochs,
         "optuna_storage": config.optuna_storage or f"sqlite:///{root / 'optuna.db'}",
         "storage": _storage_uri(config.storage) if config.storage else str(root / "ray"),
+        "identity": {"space_source": space.source, "scale": scale.name, "dataset": dataset,
+                     "sampler": config.sampler, "seeds": config.seeds, "tracking_uri": uri,
+                     "epochs": plan.recipe.epochs, "trials": configurations},
     }
+    _check_same_search(_Paths(root, name), settings["identity"])
+    return space, settings
+
+
+def _check_same_search(paths: _Paths, identity: dict) -> None:
+    """Resuming continues the search a name holds; it cannot turn it into another one."""
+    if not paths.state.exists():
+        return
+    saved = json.loads(paths.state.read_text()).get("identity", {})
+    for key, value in identity.items():
+        if key in saved and saved[key] != value:
+            raise SearchConfigError(
+                f"search {paths.name!r} in {paths.root} was started with {key}="
+                f"{saved[key]!r}, not {value!r}; re-run it as it was to resume, or pass "
+                "another --name")
 
 
 def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchResult:
@@ -268,11 +286,10 @@ def _search_state(paths: _Paths, space: SearchSpace, config: SearchConfig,
                   settings: dict) -> dict:
     """The search's record: its parent MLflow run, created once, re-attached on resume."""
     mlflow_client = client(settings["tracking_uri"])
-    if paths.state.exists():
+    if paths.state.exists():  # same identity: `prepare` checked
         state = json.loads(paths.state.read_text())
-        if state["tracking_uri"] == settings["tracking_uri"]:
-            mlflow_client.update_run(state["parent_run_id"], status="RUNNING")
-            return state
+        mlflow_client.update_run(state["parent_run_id"], status="RUNNING")
+        return state
     artifacts = None
     if settings["tracking_uri"].startswith("sqlite:///"):
         artifacts = (settings["root"] / "mlartifacts").as_uri()
@@ -292,7 +309,7 @@ def _search_state(paths: _Paths, space: SearchSpace, config: SearchConfig,
         mlflow_client.log_artifact(parent.info.run_id, str(source), "space")
     state = {"name": settings["name"], "tracking_uri": settings["tracking_uri"],
              "experiment_id": exp, "parent_run_id": parent.info.run_id,
-             "space": space.name, "space_source": space.source}
+             "space": space.name, "identity": settings["identity"]}
     paths.state.write_text(json.dumps(state, indent=1))
     return state
 

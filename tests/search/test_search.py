@@ -28,6 +28,9 @@ def test_user_space_search_from_the_command_line(tmp_path, space_file, cli, mlfl
         "ranking.csv", "ranking.md", "trials.csv", "space"}
     by_number = {int(r.data.tags["optuna_trial"]): r for r in children}
     assert sorted(by_number) == list(range(6))
+    spans = sorted((r.info.start_time, r.info.end_time) for r in children)
+    overlapping = sum(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+    assert overlapping >= 2, f"trials ran one at a time: {spans}"
     for run_ in children:
         assert run_.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run_.data.params["shortcut"] in ("identity", "shortcut_gate")

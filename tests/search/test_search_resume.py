@@ -60,3 +60,9 @@ def test_killed_driver_resumes_without_repeating_or_losing_anything(tmp_path, cl
         lines = work / key / "metrics.jsonl"
         epochs = [json.loads(line)["epoch"] for line in lines.read_text().splitlines()]
         assert epochs == [1, 2, 3, 4, 5, 6]
+
+    # A name holds one search: re-running it differently is refused, and changes nothing.
+    changed = cli(*ARGS, "--sampler", "random", cwd=tmp_path)
+    assert changed.returncode == 2
+    assert "was started with sampler='tpe', not 'random'" in changed.stderr
+    assert len(mlflow_runs(results)[2]) == 6
