@@ -59,8 +59,9 @@ def test_sigkilled_trial_resumes_at_the_next_epoch_with_the_same_weights(tmp_pat
         time.sleep(0.02)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the trial finished before it was killed"
+    # Epoch 2's records are written before its checkpoint: the kill may land between them.
     checkpointed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["epoch"]
-    assert 2 <= checkpointed < 4
+    assert 1 <= checkpointed < 4
 
     resumed = _run(*args, "--out", "killed", cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
