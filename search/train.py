@@ -110,7 +110,7 @@ def plan_from_dict(data: dict[str, Any]) -> TrialPlan:
 
 
 def load_trial_data(recipe: Recipe, dataset: str, data_dir: str | None = None,
-                 cache_dir: str | None = None) -> Splits:
+                    cache_dir: str | None = None) -> Splits:
     """Load the recipe's data regime; the split never depends on the trial's seed, so every
     trial of a search sees the same training, validation and test images.
 
