@@ -7,6 +7,8 @@ from pathlib import Path
 
 from residual.propagation import plot_propagation
 
+from .train import METRICS, PROPAGATION, load_propagation
+
 LEARNING_CURVE = "learning_curve.png"
 PROPAGATION_PLOT = "propagation.png"
 
@@ -14,15 +16,13 @@ PROPAGATION_PLOT = "propagation.png"
 def render_trial_plots(trial_dir: str | Path) -> list[Path]:
     """Draw both plots from a trial directory's JSON files (also for a trial stopped early,
     which never reached its own end); returns the PNGs written."""
-    from .train import METRICS, load_propagation
-
     out = Path(trial_dir)
     written = []
     history = [json.loads(line) for line in (out / METRICS).read_text().splitlines()
                if line.strip()] if (out / METRICS).exists() else []
     if history:
         written.append(plot_learning_curve(history, out / LEARNING_CURVE))
-    if (out / "propagation.json").exists():
+    if (out / PROPAGATION).exists():
         profiles = load_propagation(out)
         first, last = min(profiles), max(profiles)
         chosen = {"init": profiles[first]}
