@@ -177,12 +177,9 @@ class SpaceSearcher(Searcher):
             # In the study at once, so a restore after a lost snapshot can queue it again.
             trial.set_user_attr("params", params)
             self._queue(trial.number, params)
-        except Exception as error:  # a space that passed `check` but fails on a rare branch
+        except SpaceError:  # a space that passed `check` but fails on a rare branch
             self.study.tell(trial, state=TrialState.FAIL)
-            if isinstance(error, SpaceError):
-                raise
-            raise SpaceError(f"space {self.space.name!r}: define raised "
-                             f"{type(error).__name__}: {error}") from error
+            raise
         self.groups[trial.number] = {"params": params, "trial_ids": {}, "results": {}}
 
     def _queue(self, number: int, params: dict[str, Any]) -> None:

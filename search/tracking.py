@@ -123,9 +123,15 @@ class MlflowTracker(tune.Callback):
         self.mlflow  # noqa: B018  connect now: a bad store fails before any trial runs
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        self._run_of(trial)
+        client_, key = self.mlflow, trial.config["run_key"]  # connecting attaches old runs
+        if key in self.runs:  # resumed, or queued again after a driver restart
+            client_.set_tag(self.runs[key], "ray_trial_id", trial.trial_id)
+            client_.update_run(self.runs[key], status="RUNNING")
+        else:
+            self._run_of(trial)
 
     def _run_of(self, trial) -> str:
+        """The trial's MLflow run, created with its params and tags the first time."""
         from mlflow.entities import Param
 
         from .train import plan_from_dict
@@ -133,8 +139,6 @@ class MlflowTracker(tune.Callback):
         client_ = self.mlflow
         key = trial.config["run_key"]
         if key in self.runs:
-            client_.set_tag(self.runs[key], "ray_trial_id", trial.trial_id)
-            client_.update_run(self.runs[key], status="RUNNING")
             return self.runs[key]
         config = trial.config
         plan = plan_from_dict(config["plan"])

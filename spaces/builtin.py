@@ -12,6 +12,7 @@ import optuna
 
 from residual import ACTIVATIONS, SHORTCUTS
 from residual.paper import TABLE1, TABLE2
+from residual.specs import GATED
 
 from .registry import register_space
 from .scales import Scale
@@ -24,7 +25,7 @@ def suggest_shortcut(trial: optuna.trial.BaseTrial) -> str:
     if shortcut == "scaling":
         trial.suggest_float("lam", 0.0, 1.0)
         trial.suggest_categorical("branch_scale", [1.0, ONE_MINUS_LAMBDA])
-    elif shortcut in ("exclusive_gate", "shortcut_gate"):
+    elif shortcut in GATED:
         trial.suggest_float("gate_bias", -10.0, 0.0)  # the paper searched 0, -1, ..., -10
     elif shortcut == "dropout":
         trial.suggest_float("dropout_p", 0.1, 0.9)

@@ -100,7 +100,13 @@ class SearchSpace:
         the define function never asks for (an anchor's own learning rate, say): Optuna alone
         would drop them silently.
         """
-        derived = self.define(trial)
+        try:
+            derived = self.define(trial)
+        except SpaceError:
+            raise
+        except Exception as error:  # the user's define function failed
+            raise SpaceError(f"space {self.name!r}: define raised "
+                             f"{type(error).__name__}: {error}") from None
         if derived is not None and not isinstance(derived, Mapping):
             raise SpaceError(f"space {self.name!r}: define returned {derived!r}; allowed: None "
                              "or a dict of derived parameters")
@@ -162,14 +168,7 @@ class SearchSpace:
         self.enqueue_anchors(study)  # anchors go through the define function too
         for _ in range(len(self.anchors) + samples):
             trial = study.ask()
-            try:
-                params = self.suggest(trial)
-            except SpaceError:
-                raise
-            except Exception as error:  # the user's define function failed
-                raise SpaceError(f"space {self.name!r}: define raised "
-                                 f"{type(error).__name__}: {error}") from None
-            self.plan(params, scale)
+            self.plan(self.suggest(trial), scale)
             study.tell(trial, 0.0)
 
     def grid(self, seeds: int = 1) -> list[tuple[dict[str, Any], int]]:
