@@ -40,7 +40,7 @@ class Recipe:
         _positive_int(self, "epochs", 1)
         _positive_int(self, "batch_size", 1)
         _positive_int(self, "image_size", 4)
-        _positive_int(self, "val_size", 0)
+        _positive_int(self, "val_size", 1)  # the search's objective is the validation error
         _positive_int(self, "chance_epochs", 1)
         if self.train_size is not None:
             _positive_int(self, "train_size", 1)

@@ -210,3 +210,6 @@ def test_recipe_schedule_follows_the_paper():
     assert onecycle.lr_at(3) == pytest.approx(0.1) and onecycle.lr_at(0.1) < 0.01
     with pytest.raises(ValueError, match="Recipe.schedule='linear'"):
         Recipe(schedule="linear")
+    # Without a validation split the objective would read 0% error on no images at all.
+    with pytest.raises(ValueError, match="Recipe.val_size=0 is invalid"):
+        Recipe(val_size=0)
