@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import mlflow
 import optuna
@@ -25,6 +26,16 @@ USER_SPACE = textwrap.dedent('''
         {"shortcut": "identity", "activation": "original", "lr": 1e6},
     ])
 ''')
+
+
+@pytest.fixture(scope="session")
+def cifar_archive():
+    """The real CIFAR-10 as JPEGs, beside the checkout (`../shared/data`, as on CI)."""
+    default = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpg.tar.gz"
+    archive = Path(os.environ.get("RESNET_SEARCH_CIFAR_JPEG", default))
+    assert archive.exists(), f"the CIFAR-10 JPEG archive is missing: {archive} (set " \
+        "RESNET_SEARCH_CIFAR_JPEG to its path)"
+    return archive
 
 
 @pytest.fixture

@@ -5,16 +5,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
-ARCHIVE = Path(os.environ.get(
-    "RESNET_SEARCH_CIFAR_JPEG",
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpg.tar.gz"))
 
 
-def test_identity_preact_beats_constant_scaling_on_cifar10(tmp_path):
-    assert ARCHIVE.exists(), f"the CIFAR-10 JPEG archive is missing: {ARCHIVE} (set " \
-        "RESNET_SEARCH_CIFAR_JPEG to its path)"
+def test_identity_preact_beats_constant_scaling_on_cifar10(tmp_path, cifar_archive):
     configs = {
         "identity": {"shortcut": "identity", "activation": "full_preact"},
         "scaling": {"shortcut": "scaling", "lam": 0.5, "branch_scale": 1.0,
@@ -24,11 +17,11 @@ def test_identity_preact_beats_constant_scaling_on_cifar10(tmp_path):
     # Decode the archive once before the two trials start, so they do not both decode it.
     from search.data import DataOptions, load_data
 
-    load_data(DataOptions(f"imagefolder:{ARCHIVE}", image_size=16, cache_dir=env[
+    load_data(DataOptions(f"imagefolder:{cifar_archive}", image_size=16, cache_dir=env[
         "RESNET_SEARCH_CACHE"]))
     runs = {name: subprocess.Popen(
         [sys.executable, "-m", "search.cli", "train", "paper-table1", "--scale", "small",
-         "--dataset", f"imagefolder:{ARCHIVE}", "--params", json.dumps(params), "--seed", "0",
+         "--dataset", f"imagefolder:{cifar_archive}", "--params", json.dumps(params), "--seed", "0",
          "--threads", "1", "--out", name], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for name, params in configs.items()}

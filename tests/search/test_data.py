@@ -22,8 +22,6 @@ from search.data import (
     stratified_split,
 )
 
-CIFAR_ARCHIVE = Path("/work/shared/data/cifar10-jpg.tar.gz")
-
 
 @pytest.fixture(autouse=True)
 def fresh_memo():
@@ -235,10 +233,9 @@ def test_imagefolder_missing_path(tmp_path):
         load_data(DataOptions(f"imagefolder:{tmp_path / 'nope'}", cache_dir=str(tmp_path)))
 
 
-@pytest.mark.skipif(not CIFAR_ARCHIVE.exists(), reason="shared CIFAR-10 JPEG archive absent")
-def test_real_cifar10_jpeg_archive(tmp_path):
+def test_real_cifar10_jpeg_archive(tmp_path, cifar_archive):
     options = DataOptions(
-        f"imagefolder:{CIFAR_ARCHIVE}",
+        f"imagefolder:{cifar_archive}",
         image_size=16,
         train_size=1000,
         val_size=500,
