@@ -1,4 +1,10 @@
-"""Running searches: data, the trial, Ray Tune + Optuna + MLflow assembly, the command line.
+"""Running searches, in two layers (DESIGN.md):
+
+    trial/        one training run: data, the recipe's loop, the trial directory, its plots.
+                  No Ray, no MLflow: it runs the same under Ray, from the CLI, in a notebook.
+    (this level)  the orchestration: config.py (SearchConfig), runner.py (`run`), tuner.py
+                  (Ray Tune assembly), trainable.py, searcher.py (Optuna), tracking.py
+                  (MLflow), progress.py, ranking.py, layout.py (the results directory), cli.py.
 
     from search import SearchConfig, run
     result = run("paper-table1", SearchConfig(scale="small", trials=12))
@@ -11,13 +17,13 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "SearchConfig": "search.runner",
+    "SearchConfig": "search.config",
     "SearchResult": "search.runner",
     "run": "search.runner",
-    "DataOptions": "search.data",
-    "load_data": "search.data",
-    "RunOptions": "search.train",
-    "run_trial": "search.train",
+    "DataOptions": "search.trial",
+    "load_data": "search.trial",
+    "RunOptions": "search.trial",
+    "run_trial": "search.trial",
 }
 
 __all__ = list(_EXPORTS)

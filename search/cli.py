@@ -15,8 +15,7 @@ from typing import Any
 
 from spaces import SCALES, SearchSpace, SpaceError, list_spaces, load_space
 
-from .runner import SCHEDULERS
-from .searcher import SAMPLERS
+from .config import SAMPLERS, SCHEDULERS, SearchConfigError
 
 EXIT_USAGE = 2
 
@@ -74,6 +73,15 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                         "$RESNET_SEARCH_CACHE or ~/.cache/resnet-search)")
 
 
+def _add_run_option_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast on "
+                        "CUDA (default fp32: bf16 changes the gates' arithmetic; the shortcut "
+                        "stays fp32 under it)")
+    parser.add_argument("--stop-at-chance", type=_positive, metavar="EPOCHS", help="stop a "
+                        "trial whose training error is still at chance after EPOCHS (saves "
+                        "compute; default: train every budget out)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="resnet-search", description="Search residual-unit designs "
                      "(He et al. 2016) with Ray Tune, Optuna and MLflow.")
@@ -95,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "results/train/<space>/<network>-seed<N>)")
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     train.add_argument("--threads", type=_positive, help="torch CPU threads")
+    _add_run_option_flags(train)
 
     run = commands.add_parser("run", help="run (or resume) a search",
                               description="Search a space with Ray Tune, Optuna and MLflow; "
@@ -133,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "raised (default 1)")
     run.add_argument("--seed", type=_non_negative, help="sampler seed (default 0)")
     run.add_argument("--device", help="auto | cpu | cuda (default auto)")
+    _add_run_option_flags(run)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on 127.0.0.1")
     ui.add_argument("--results-dir", default="results", help="default ./results")
@@ -143,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAIN_CONFIG_KEYS = {"space", "params", "scale", "dataset", "data_dir", "cache_dir", "epochs",
-                     "seed", "out", "device", "threads"}
+                     "seed", "out", "device", "threads", "bf16", "stop_at_chance"}
 
 
 def _read_config(path: str, allowed: set[str]) -> dict[str, Any]:
@@ -192,7 +202,7 @@ def complete_params(space: SearchSpace, given: dict[str, Any]) -> dict[str, Any]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import RunOptions, load_trial_data, run_trial
+    from .trial import RunOptions, load_trial_data, run_trial
 
     values = _merge(args, TRAIN_CONFIG_KEYS)
     scale = values.get("scale", "small")
@@ -201,7 +211,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if values.get("epochs") is not None:
         params["epochs"] = values["epochs"]
     plan = space.plan(params, scale, seed=int(values.get("seed", 0)))
-    options = RunOptions(device=values.get("device", "auto"), threads=values.get("threads"))
+    options = RunOptions(device=values.get("device", "auto"), threads=values.get("threads"),
+                         bf16=bool(values.get("bf16", False)),
+                         stop_at_chance=values.get("stop_at_chance"))
     _check_device(options)
     data = load_trial_data(plan.recipe, values.get("dataset", "digits"), values.get("data_dir"),
                            values.get("cache_dir"))
@@ -213,8 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{'resuming' if resuming else 'writing'} {out}", flush=True)
 
     def progress(m: dict[str, Any]) -> None:
-        errors = (f"val {100 * m['val_error']:5.1f}% test {100 * m['test_error']:5.1f}%"
-                  if m["outcome"] != "diverged" else "diverged")
+        errors = ("diverged" if m["outcome"] == "diverged" else
+                  f"val {100 * m['val_error']:5.1f}% test {100 * m['test_error']:5.1f}%")
         print(f"epoch {m['epoch']:3d}/{plan.recipe.epochs} loss {m['train_loss']:.4f} "
               f"train {100 * m['train_error']:5.1f}% {errors} lr {m['lr']:.4g} "
               f"{m['epoch_seconds']:.1f}s+{m.get('eval_seconds', 0):.1f}s "
@@ -222,11 +234,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = run_trial(plan, data, out, progress, options)
     final = result.metrics
-    if result.outcome == "diverged":
-        print(f"outcome diverged after {result.epochs} epochs: {result.reason}")
-    else:
-        print(f"outcome ok: val error {100 * final['val_error']:.2f}%, "
-              f"test error {100 * final['test_error']:.2f}% after {result.epochs} epochs")
+    why = f" ({result.reason})" if result.reason else ""
+    print(f"outcome {result.outcome}{why}: val error {100 * final['val_error']:.2f}%, "
+          f"test error {100 * final['test_error']:.2f}% after {result.epochs} epochs")
     print(f"metrics, checkpoint and plots in {out}")
     return 0
 
@@ -255,8 +265,9 @@ def cmd_list_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .config import SearchConfig
     from .ranking import to_text
-    from .runner import SearchConfig, run
+    from .runner import run
 
     values = {k: v for k, v in vars(args).items()
               if v is not None and k not in ("command", "space")}
@@ -295,17 +306,27 @@ def cmd_ui(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "run": cmd_run, "ui": cmd_ui, "list-spaces": cmd_list_spaces}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .runner import SearchConfigError
-    from .tracking import TrackingError
-    from .train import TrialDirError
+# Errors a user's input causes, by the module that defines them. Heavy modules (torch, Ray,
+# MLflow) are imported only by the subcommand that needs them; an error class whose module was
+# never imported cannot have been raised.
+_LAZY_USER_ERRORS = (("search.trial.data.options", "DataError"),
+                     ("search.trial.directory", "TrialDirError"),
+                     ("search.tracking", "TrackingError"))
 
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    lazy = tuple(getattr(sys.modules[module], name) for module, name in _LAZY_USER_ERRORS
+                 if module in sys.modules)
+    return (UsageError, SpaceError, SearchConfigError, *lazy)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (UsageError, SpaceError, DataError, TrialDirError, SearchConfigError,
-            TrackingError) as error:
+    except Exception as error:
+        if not isinstance(error, _user_errors()):
+            raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"resnet-search: error: {message}", file=sys.stderr)
         return EXIT_USAGE

@@ -12,7 +12,7 @@ from ray import tune
 from residual import NetSpec
 
 from .ranking import label
-from .train import trial_outcome
+from .trial import trial_outcome
 
 
 def _elapsed(seconds: float) -> str:

@@ -1,4 +1,12 @@
-"""The ranked table that ends a search: one row per configuration, mean and spread over seeds."""
+"""The ranked table that ends a search: one row per configuration, like compared with like.
+
+A configuration's result is its error at the budget (epochs) it reached. Configurations that
+reached the search's full budget are ranked first, among themselves; those a scheduler stopped
+earlier follow, grouped by the epoch they reached (a 1-epoch error is never ranked beside a
+10-epoch one). Over the seeds at a configuration's budget the table shows mean, median, the 95%
+interval of the mean (Student t over seeds) and the seed count. A failure keeps its measured
+error; "fail" is a label beside it (see `fail_threshold`).
+"""
 
 from __future__ import annotations
 
@@ -7,80 +15,152 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
-NET_KEYS = ("shortcut", "lam", "branch_scale", "gate_bias", "dropout_p", "dropout_rescale",
-            "activation", "bottleneck", "depth", "width", "downsample")
+from spaces.space import NET_KEYS, UNIT_KEYS
+
+METRICS = ("val_error", "test_error", "train_error")
+PAPER_FAIL = 0.20
+"""The paper's "fail": test error above 20% (Table 1), applied at the full scale."""
 
 
 def label(params: dict[str, Any], net_name: str) -> str:
     """A configuration's short name: the network's name, plus any non-network parameter,
     e.g. `resnet56-exclusive_gate-bg-6-original [lr=0.05]`."""
     rest = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in params.items() if k not in NET_KEYS)
+                     for k, v in params.items() if k not in UNIT_KEYS + NET_KEYS)
     return f"{net_name} [{rest}]" if rest else net_name
 
 
-def trials_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per Ray trial: configuration, seed, outcome and final metrics."""
-    return pd.DataFrame(records)
+def interval95(values: pd.Series) -> float:
+    """Half-width of the 95% Student-t interval of the mean (NaN below two values)."""
+    values = values.dropna()
+    if len(values) < 2:
+        return math.nan
+    return float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
 
 
-def rank(trials: pd.DataFrame) -> pd.DataFrame:
-    """Configurations ranked by mean validation error over their seeds (lower is better).
+def rank(trials: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """One row per configuration (`configuration_key`), ranked as the module says.
 
-    A trial stopped early by the scheduler counts with the error it had when stopped; a
-    diverged one with the penalty; an errored one not at all (shown in `outcomes`).
+    `trials` has one row per Ray trial (seed run) with its outcome, the epochs it reached and
+    its last errors; `budget` is the search's full epoch budget. Errored runs are left out of
+    the statistics (shown in `outcomes`); a diverged run counts with its last finite errors.
     """
-    rows = []
-    for number, group in trials.groupby("optuna_trial", sort=False):
-        valid = group[group["outcome"] != "error"]
-        row = {"optuna_trial": int(number), "configuration": group["configuration"].iloc[0],
-               "seeds": len(group),
-               "outcomes": ", ".join(f"{o} x{n}" if n > 1 else o
-                                     for o, n in group["outcome"].value_counts().items())}
-        for metric in ("val_error", "test_error", "train_error"):
-            values = valid[metric].dropna() if metric in valid else pd.Series(dtype=float)
-            row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
-            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
-        row["epochs"] = int(group["epochs"].max()) if "epochs" in group else 0
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    table = table.sort_values(["val_error_mean", "optuna_trial"], na_position="last")
+    if trials.empty:
+        return pd.DataFrame()
+    valid = trials[trials["outcome"] != "error"]
+    reached = valid.groupby("configuration_key")["epochs"].transform("max")
+    at_budget = valid[valid["epochs"] == reached]
+    grouped = at_budget.groupby("configuration_key")
+    table = grouped.agg(
+        optuna_trial=("optuna_trial", "min"), configuration=("configuration", "first"),
+        epochs=("epochs", "max"), seeds=("seed", "nunique"),
+        **{f"{m}_{f}": (m, f) for m in METRICS for f in ("mean", "median", "std")},
+        **{f"{m}_ci95": (m, interval95) for m in METRICS})
+    everything = trials.groupby("configuration_key")
+    table = table.reindex(everything.size().index)  # configurations whose every run errored
+    table["configuration"] = everything["configuration"].first()
+    table["optuna_trial"] = everything["optuna_trial"].min()
+    table["epochs"] = table["epochs"].fillna(0).astype(int)
+    table["seeds"] = table["seeds"].fillna(0).astype(int)
+    table["outcomes"] = everything["outcome"].agg(_count_outcomes)
+    table["full_budget"] = table["epochs"] >= budget
+    table = table.reset_index().sort_values(
+        ["full_budget", "epochs", "val_error_mean", "optuna_trial"],
+        ascending=[False, False, True, True], na_position="last")
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)
 
 
-def _percent(mean: float, std: float) -> str:
-    if math.isnan(mean):
+def _count_outcomes(outcomes: pd.Series) -> str:
+    return ", ".join(f"{o} x{n}" if n > 1 else o for o, n in outcomes.value_counts().items())
+
+
+def fail_threshold(ranking: pd.DataFrame, trials: pd.DataFrame, scale: str,
+                   num_classes: int) -> tuple[float | None, str]:
+    """The test error above which a configuration is labelled "fail", and the rule in words.
+
+    At the full scale, the paper's rule (above 20%). At a reduced scale errors are higher for
+    every design, so the rule is relative: more than halfway from the identity-shortcut,
+    original-unit reference (the paper's baseline row, measured in the same search at the full
+    budget) to chance. Without that reference, no label.
+    """
+    if scale == "full":
+        return PAPER_FAIL, "fail: test error above 20% (the paper's rule)"
+    chance = 1.0 - 1.0 / num_classes
+    reference = _reference_error(ranking, trials)
+    if reference is None:
+        return None, ("no fail label: the search has no full-budget identity-shortcut, "
+                      "original-unit configuration to compare with")
+    threshold = reference + (chance - reference) / 2
+    return threshold, (f"fail: test error above {100 * threshold:.1f}%, halfway from the "
+                       f"identity/original reference ({100 * reference:.1f}%) to chance "
+                       f"({100 * chance:.1f}%)")
+
+
+def _reference_error(ranking: pd.DataFrame, trials: pd.DataFrame) -> float | None:
+    # A parameter a space never samples has the default value (identity, original).
+    params = trials.groupby("configuration_key").first()
+    value = {name: params[f"param.{name}"].fillna(default) if f"param.{name}" in params
+             else pd.Series(default, index=params.index)
+             for name, default in (("shortcut", "identity"), ("activation", "original"))}
+    baseline = set(params.index[(value["shortcut"] == "identity")
+                                & (value["activation"] == "original")])
+    rows = ranking[ranking["configuration_key"].isin(baseline) & ranking["full_budget"]]
+    errors = rows["test_error_mean"].dropna()
+    return float(errors.median()) if len(errors) else None
+
+
+def label_failures(ranking: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
+    """Add the `fail` column: "fail" above the threshold, "diverged" for a configuration with
+    no finite error left, "" otherwise (and for configurations stopped before the budget)."""
+    fail = pd.Series("", index=ranking.index)
+    if threshold is not None:
+        fail[ranking["full_budget"] & (ranking["test_error_mean"] > threshold)] = "fail"
+    fail[ranking["test_error_mean"].isna() & ranking["outcomes"].str.contains("diverged")] = \
+        "diverged"
+    return ranking.assign(fail=fail)
+
+
+def _percent(mean: float, spread: float) -> str:
+    if pd.isna(mean):
         return "-"
-    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+    return f"{100 * mean:.2f}" + ("" if pd.isna(spread) else f" ± {100 * spread:.2f}")
 
 
-def to_markdown(ranking: pd.DataFrame, title: str = "") -> str:
-    header = ["rank", "configuration", "val error %", "test error %", "train error %",
-              "seeds", "outcomes", "optuna trial"]
+COLUMNS = ("rank", "configuration", "epochs", "val err % (95% CI)", "val median",
+           "test err % (95% CI)", "test median", "train err %", "seeds", "outcomes", "fail")
+
+
+def _cells(r: pd.Series) -> tuple[str, ...]:
+    def median(v: float) -> str:
+        return "-" if pd.isna(v) else f"{100 * v:.2f}"
+
+    return (str(r["rank"]), r["configuration"], str(r["epochs"]),
+            _percent(r["val_error_mean"], r["val_error_ci95"]), median(r["val_error_median"]),
+            _percent(r["test_error_mean"], r["test_error_ci95"]), median(r["test_error_median"]),
+            median(r["train_error_mean"]), str(r["seeds"]), r["outcomes"], r.get("fail", ""))
+
+
+def to_markdown(ranking: pd.DataFrame, title: str = "", legend: str = "") -> str:
     lines = [f"## {title}", ""] if title else []
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for _, r in ranking.iterrows():
-        cells = [str(r["rank"]), r["configuration"].replace("|", "/"),
-                 _percent(r["val_error_mean"], r["val_error_std"]),
-                 _percent(r["test_error_mean"], r["test_error_std"]),
-                 _percent(r["train_error_mean"], r["train_error_std"]),
-                 str(r["seeds"]), r["outcomes"], str(r["optuna_trial"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |")
+    lines += ["", "Errors at the epochs each configuration reached: full-budget configurations "
+              "first, then those stopped earlier, by epoch. ± is the half-width of the 95% "
+              "Student-t interval of the mean over seeds."]
+    if legend:
+        lines += ["", legend[0].upper() + legend[1:] + "."]
     return "\n".join(lines) + "\n"
 
 
 def to_text(ranking: pd.DataFrame, limit: int = 20) -> str:
     """The table for a terminal: aligned columns, best first."""
-    rows = [("#", "configuration", "val err %", "test err %", "seeds", "outcomes")]
-    for _, r in ranking.head(limit).iterrows():
-        rows.append((str(r["rank"]), r["configuration"],
-                     _percent(r["val_error_mean"], r["val_error_std"]),
-                     _percent(r["test_error_mean"], r["test_error_std"]), str(r["seeds"]),
-                     r["outcomes"]))
+    keep = (0, 1, 2, 3, 5, 8, 9, 10)
+    rows = [tuple(COLUMNS[i] for i in keep)]
+    rows += [tuple(_cells(r)[i] for i in keep) for _, r in ranking.head(limit).iterrows()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
                      for row in rows)
@@ -89,10 +169,11 @@ def to_text(ranking: pd.DataFrame, limit: int = 20) -> str:
     return text
 
 
-def save(ranking: pd.DataFrame, trials: pd.DataFrame, directory: Path, title: str) -> list[Path]:
+def save(ranking: pd.DataFrame, trials: pd.DataFrame, directory: Path, title: str,
+         legend: str = "") -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / "ranking.csv", directory / "ranking.md", directory / "trials.csv"]
     ranking.to_csv(paths[0], index=False)
-    paths[1].write_text(to_markdown(ranking, title))
+    paths[1].write_text(to_markdown(ranking, title, legend))
     trials.to_csv(paths[2], index=False)
     return paths

@@ -20,22 +20,49 @@ ask/tell and samplers and fixes those:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import warnings
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray import cloudpickle
 from ray.tune.search import Searcher
 
-from spaces import SearchSpace, SpaceError, load_space
+from spaces import SearchSpace, SpaceError, TrialPlan, load_space
 
-from .train import plan_to_dict, trial_outcome
+from .config import SAMPLERS
+from .trial import plan_to_dict, trial_outcome
 
-SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid")
 OBJECTIVE = "objective"
 ANCHORS_ENQUEUED = "resnet_search:anchors_enqueued"
+EXHAUSTED_AFTER = "resnet_search:exhausted_after"
+"""Study attribute: the number of configurations when no new one could be asked."""
+CONFIGURATION_KEY = "configuration_key"
+DUPLICATE_OF = "duplicate_of"
+MAX_DUPLICATES = 100
+"""Proposals in a row that repeat evaluated configurations before the space counts as
+exhausted: each costs one ask and one tell, no training."""
+
+
+def configuration_key(plan: TrialPlan) -> str:
+    """The configuration a plan trains, canonical: the space's fixed values and the scale's
+    defaults filled in (the plan did that), floats rounded to the float32 the network sees,
+    the seed left out. Two proposals with one key are one configuration."""
+    def canonical(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in sorted(value.items())}
+        if isinstance(value, float):
+            return float(np.float32(value))
+        return value
+
+    data = plan_to_dict(plan)
+    text = json.dumps(canonical({"net": data["net"], "recipe": data["recipe"]}),
+                      separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -81,14 +108,18 @@ class SpaceSearcher(Searcher):
         """Optuna trial number -> {"params", "trial_ids": {ray id: seed}, "results": {...}}."""
         self.trial_numbers: dict[str, int] = {}
         """Ray trial id -> Optuna trial number."""
+        self.keys: dict[str, int] = {}
+        """Canonical configuration -> the Optuna trial number that trains it."""
+        self.exhausted = False
         self._space: SearchSpace | None = space
         self._study: optuna.Study | None = None
+        self._optuna_storage: optuna.storages.RDBStorage | None = None
 
     # Pickling (tuner.pkl) and searcher snapshots carry bookkeeping only: a user's define
     # function need not be importable by name, and the study is reloaded from its storage.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_study"] = None
+        state["_study"] = state["_optuna_storage"] = None
         if self.space_ref:
             state["_space"] = None
         return state
@@ -118,8 +149,9 @@ class SpaceSearcher(Searcher):
     def study(self) -> optuna.Study:
         if self._study is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
+            self._optuna_storage = optuna.storages.RDBStorage(self.storage)
             self._study = optuna.create_study(
-                storage=self.storage, study_name=self.study_name, direction="minimize",
+                storage=self._optuna_storage, study_name=self.study_name, direction="minimize",
                 load_if_exists=True,
                 # A resumed search continues with a fresh stream of random numbers.
                 sampler=make_sampler(self.sampler_name, self.seed + len(self.groups)))
@@ -136,10 +168,11 @@ class SpaceSearcher(Searcher):
         from their directories); if it already ended, it counts against the budget.
         """
         for frozen in self.study.get_trials(deepcopy=False):
-            if frozen.number in self.groups or frozen.state == TrialState.WAITING:
+            if (frozen.number in self.groups or frozen.state == TrialState.WAITING
+                    or DUPLICATE_OF in frozen.user_attrs):
                 continue
             params = frozen.user_attrs.get("params", frozen.params)
-            self.groups[frozen.number] = {"params": params, "trial_ids": {}, "results": {}}
+            self._add_group(frozen.number, params)
             if frozen.state == TrialState.RUNNING:
                 self._queue(frozen.number, params)
             else:
@@ -147,11 +180,14 @@ class SpaceSearcher(Searcher):
                     f"lost-{seed}": {"outcome": "ended", "value": None}
                     for seed in range(self.seeds)}
 
-    def _trial(self, number: int) -> optuna.Trial | None:
-        """A live handle on a stored trial, also after a restore (asked trials do not pickle);
-        None once it has finished (told before a driver restart)."""
+    def _trial_id(self, number: int) -> int | None:
+        """The storage id of a stored trial (asked trials do not survive a restore), through
+        the storage's public API; None once it has finished (told before a driver restart)."""
         frozen = self.study.get_trials(deepcopy=False)[number]
-        return None if frozen.state.is_finished() else optuna.Trial(self.study, frozen._trial_id)
+        if frozen.state.is_finished():
+            return None
+        return self._optuna_storage.get_trial_id_from_study_id_trial_number(
+            self._optuna_storage.get_study_id_from_name(self.study_name), number)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if not self.queue:
@@ -160,7 +196,8 @@ class SpaceSearcher(Searcher):
                 return Searcher.FINISHED
             if self.sampler_name == "grid" and not self._waiting_anchors():
                 return Searcher.FINISHED
-            self._ask()
+            if self.exhausted or not self._ask():
+                return Searcher.FINISHED
         run = self.queue.pop(0)
         group = self.groups[run["optuna_trial"]]
         group["trial_ids"][trial_id] = run["seed"]
@@ -170,17 +207,54 @@ class SpaceSearcher(Searcher):
     def _waiting_anchors(self) -> bool:
         return any(t.state == TrialState.WAITING for t in self.study.get_trials(deepcopy=False))
 
-    def _ask(self) -> None:
-        trial = self.study.ask()
-        try:
-            params = self.space.suggest(trial)
+    def _plan(self, params: dict[str, Any], seed: int = 0) -> TrialPlan:
+        return self.space.plan({**params, **self.overrides}, self.scale, seed=seed)
+
+    def _ask(self) -> bool:
+        """Ask Optuna for a configuration not evaluated yet and queue its seed runs; False
+        when the space is exhausted (only configurations already asked come back)."""
+        for _ in range(MAX_DUPLICATES):
+            trial = self.study.ask()
+            try:
+                params = self.space.suggest(trial)
+                key = configuration_key(self._plan(params))
+            except SpaceError:  # a space that passed `check` but fails on a rare branch
+                self.study.tell(trial, state=TrialState.FAIL)
+                raise
+            if key in self.keys:
+                self._answer_duplicate(trial, self.keys[key])
+                continue
             # In the study at once, so a restore after a lost snapshot can queue it again.
             trial.set_user_attr("params", params)
+            trial.set_user_attr(CONFIGURATION_KEY, key)
+            self._add_group(trial.number, params)
             self._queue(trial.number, params)
-        except SpaceError:  # a space that passed `check` but fails on a rare branch
+            return True
+        self.exhausted = True
+        self.study.set_user_attr(EXHAUSTED_AFTER, len(self.groups))
+        print(f"space exhausted after {len(self.groups)} configurations", flush=True)
+        return False
+
+    def _add_group(self, number: int, params: dict[str, Any]) -> None:
+        key = configuration_key(self._plan(params))
+        self.keys.setdefault(key, number)
+        self.groups[number] = {"params": params, "key": key, "trial_ids": {}, "results": {}}
+
+    def _answer_duplicate(self, trial: optuna.Trial, original: int) -> None:
+        """A configuration asked again is not trained again: the new Optuna trial gets the
+        original's result (its value, or PRUNED with its last intermediate value); while the
+        original still runs it is dropped as FAIL, which samplers ignore, and Optuna asks
+        again."""
+        trial.set_user_attr(DUPLICATE_OF, original)
+        done = self.study.get_trials(deepcopy=False)[original]
+        if done.state == TrialState.COMPLETE:
+            self.study.tell(trial, done.value)
+        elif done.state == TrialState.PRUNED and done.intermediate_values:
+            step = max(done.intermediate_values)
+            trial.report(done.intermediate_values[step], step)
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
             self.study.tell(trial, state=TrialState.FAIL)
-            raise
-        self.groups[trial.number] = {"params": params, "trial_ids": {}, "results": {}}
 
     def _queue(self, number: int, params: dict[str, Any]) -> None:
         """Queue one Ray trial per seed; `run_key` names the seed run's directory and MLflow
@@ -188,8 +262,8 @@ class SpaceSearcher(Searcher):
         self.queue.extend({
             "optuna_trial": number, "seed": seed, "run_key": f"{number:04d}-s{seed}",
             "params": params,
-            "plan": plan_to_dict(self.space.plan({**params, **self.overrides}, self.scale,
-                                                 seed=seed)),
+            "configuration_key": self.groups[number]["key"],
+            "plan": plan_to_dict(self._plan(params, seed)),
         } for seed in range(self.seeds))
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -203,7 +277,8 @@ class SpaceSearcher(Searcher):
         epoch = result.get("epoch")
         if epoch is None or frozen.state.is_finished() or epoch in frozen.intermediate_values:
             return  # told before a driver restart, or this epoch is in already
-        optuna.Trial(self.study, frozen._trial_id).report(float(value), int(epoch))
+        self._optuna_storage.set_trial_intermediate_value(self._trial_id(number), int(epoch),
+                                                   float(value))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -222,17 +297,23 @@ class SpaceSearcher(Searcher):
         self._tell(number, list(group["results"].values()))
 
     def _tell(self, number: int, outcomes: list[dict[str, Any]]) -> None:
-        values = [o["value"] for o in outcomes if _finite(o["value"])]
-        if not values:
-            state, value = TrialState.FAIL, None
-        elif any(o["outcome"] in ("ok", "diverged") for o in outcomes):
-            state, value = TrialState.COMPLETE, sum(values) / len(values)
-        else:  # every seed stopped early by the scheduler
+        """Like with like: the value is the mean over the seeds that reached the full budget
+        (a diverged seed ended by itself and counts with the trial's penalty objective); a
+        configuration none of whose seeds got there is PRUNED, as Optuna's own pruned trials
+        are, with the intermediate values it reported per epoch."""
+        finished = [o["value"] for o in outcomes
+                    if o["outcome"] in ("ok", "diverged") and _finite(o["value"])]
+        if finished:
+            state, value = TrialState.COMPLETE, sum(finished) / len(finished)
+        elif any(o["outcome"] == "stopped" for o in outcomes):
             state, value = TrialState.PRUNED, None
-        trial = self._trial(number)
-        if trial is None:
+        else:
+            state, value = TrialState.FAIL, None
+        trial_id = self._trial_id(number)
+        if trial_id is None:
             return  # told already, before a driver restart
-        trial.set_user_attr("outcomes", [o["outcome"] for o in outcomes])
+        self._optuna_storage.set_trial_user_attr(trial_id, "outcomes",
+                                                 [o["outcome"] for o in outcomes])
         self.study.tell(number, value, state=state)
 
 

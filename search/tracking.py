@@ -11,21 +11,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-from .train import trial_outcome
+from .config import SearchConfig
+from .ranking import label
+from .trial import plan_from_dict, read_metrics, render_trial_plots, trial_outcome
+from .trial.directory import METRICS, PLAN, PROPAGATION
+from .trial.plots import LEARNING_CURVE, PROPAGATION_PLOT
 
 METRIC_KEYS = ("epoch", "train_loss", "train_error", "val_error", "test_error", "lr",
                "epoch_seconds", "eval_seconds", "images_per_second", "objective")
 PARENT_TAG = "mlflow.parentRunId"
-TRIAL_FILES = ("metrics.jsonl", "plan.json", "propagation.json", "learning_curve.png",
-               "propagation.png")
+TRIAL_FILES = (METRICS, PLAN, PROPAGATION, LEARNING_CURVE, PROPAGATION_PLOT)
 """What a trial's directory contributes to its MLflow run's artifacts (with final_metrics.json)."""
 
 
@@ -134,8 +139,6 @@ class MlflowTracker(tune.Callback):
         """The trial's MLflow run, created with its params and tags the first time."""
         from mlflow.entities import Param
 
-        from .train import plan_from_dict
-
         client_ = self.mlflow
         key = trial.config["run_key"]
         if key in self.runs:
@@ -146,6 +149,7 @@ class MlflowTracker(tune.Callback):
         tags = {PARENT_TAG: self.parent_run_id, "run_key": key, "ray_trial_id": trial.trial_id,
                 "optuna_trial": str(number), "seed": str(seed), "search": self.search_name,
                 "space": self.space_name, "network": plan.net.name, "outcome": "running",
+                "configuration_key": config["configuration_key"],
                 "params": json.dumps(config["params"])}
         run = client_.create_run(self.experiment_id, run_name=f"{number}-{plan.net.name}-s{seed}",
                                  tags=tags)
@@ -189,9 +193,7 @@ class MlflowTracker(tune.Callback):
             staged.mkdir()
             if source is not None:
                 # Epochs reported while the driver was down reach MLflow from the trial's file.
-                self._log_epochs(trial, _read_jsonl(source / "metrics.jsonl"))
-                from .plots import render_trial_plots
-
+                self._log_epochs(trial, read_metrics(source))
                 render_trial_plots(source)
                 for name in TRIAL_FILES:
                     if (source / name).exists():
@@ -228,15 +230,94 @@ def child_runs(mlflow_client, experiment: str, parent_run_id: str) -> list:
         max_results=50_000)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False)
         return True
     except (TypeError, ValueError):
         return False
+
+
+def start_search_run(uri: str, config: SearchConfig, space, name: str, dataset: str,
+                     artifact_location: str | None) -> tuple[str, str]:
+    """The search's parent run, with its configuration as params and the space file as an
+    artifact; returns (experiment id, run id)."""
+    from mlflow.entities import Param
+
+    mlflow_client = client(uri)
+    experiment = experiment_id(mlflow_client, config.experiment, artifact_location)
+    tags = {"search": name, "space": space.name, "space_source": space.source,
+            "scale": config.scale, "dataset": dataset, **provenance_tags()}
+    run_id = mlflow_client.create_run(experiment, run_name=name, tags=tags).info.run_id
+    params = {k: v for k, v in asdict(config).items() if k != "progress"}
+    params.update(name=name, space=space.name, space_source=space.source,
+                  space_fixed=json.dumps(space.fixed), anchors=len(space.anchors))
+    mlflow_client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    source = Path(space.source.rpartition(":")[0])
+    if source.suffix == ".py" and source.is_file():
+        mlflow_client.log_artifact(run_id, str(source), "space")
+    return experiment, run_id
+
+
+def trial_records(uri: str, experiment: str, parent_run_id: str) -> list[dict[str, Any]]:
+    """One record per child run: configuration, seed, outcome, final metrics, params."""
+    mlflow_client = client(uri)
+    records = []
+    for run in child_runs(mlflow_client, experiment, parent_run_id):
+        tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+        sampled = json.loads(tags.get("params", "{}"))
+        records.append({
+            "optuna_trial": int(tags["optuna_trial"]), "seed": int(tags["seed"]),
+            "configuration": label(sampled, tags.get("network", "")),
+            "configuration_key": tags.get("configuration_key", tags["optuna_trial"]),
+            "outcome": tags.get("outcome", "running"), "epochs": int(metrics.get("epoch", 0)),
+            **{k: metrics.get(k) for k in ("val_error", "test_error", "train_error",
+                                           "train_loss")},
+            "mlflow_run_id": run.info.run_id, "ray_trial_id": tags.get("ray_trial_id", ""),
+            **{f"param.{k}": v for k, v in sampled.items()},
+            "params_flat": json.dumps({k: params[k] for k in sorted(params)})})
+    return records
+
+
+def mark_failures(uri: str, trials, ranking) -> None:
+    """Tag every child run with its configuration's fail label (`ranking.label_failures`)."""
+    mlflow_client = client(uri)
+    labels = dict(zip(ranking["configuration_key"], ranking["fail"]))
+    for run_id, key in zip(trials["mlflow_run_id"], trials["configuration_key"]):
+        if labels.get(key):
+            mlflow_client.set_tag(run_id, "fail", labels[key])
+
+
+def finish_search_run(uri: str, run_id: str, files: list[Path] = (),
+                      metrics: dict[str, float] | None = None,
+                      tags: dict[str, str] | None = None) -> None:
+    """Log the search's results on its parent run and mark it FINISHED."""
+    from mlflow.entities import Metric
+
+    mlflow_client = client(uri)
+    for path in files:
+        mlflow_client.log_artifact(run_id, str(path))
+    if metrics:
+        mlflow_client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
+    for key, value in (tags or {}).items():
+        mlflow_client.set_tag(run_id, key, value)
+    mlflow_client.set_terminated(run_id, "FINISHED")
+
+
+def provenance_tags() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    tags = {}
+    for package in ("resnet-search", "torch", "ray", "optuna", "mlflow"):
+        try:
+            tags[f"version.{package}"] = version(package)
+        except PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5)
+        if commit.returncode == 0:
+            tags["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags

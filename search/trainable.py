@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .train import RunOptions, checkpoint_epoch, load_trial_data, plan_from_dict, run_trial
+from .trial import RunOptions, checkpoint_epoch, load_trial_data, plan_from_dict, run_trial
 
 
 def trial_function(config: dict[str, Any]) -> None:
@@ -30,7 +30,9 @@ def trial_function(config: dict[str, Any]) -> None:
         reported.append(metrics["epoch"])
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
 
-    options = RunOptions(device=config.get("device", "auto"), threads=config.get("threads"))
+    options = RunOptions(device=config.get("device", "auto"), threads=config.get("threads"),
+                         bf16=config.get("bf16", False),
+                         stop_at_chance=config.get("stop_at_chance"))
     result = run_trial(plan, data, work, report, options)
     if not reported:  # it had finished before a driver restart: hand Ray its result once
         tune.report(result.metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))

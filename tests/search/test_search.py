@@ -4,6 +4,7 @@ import math
 
 import pytest
 from optuna.trial import TrialState
+from scipy import stats
 from ray.tune import ExperimentAnalysis
 
 from search import SearchConfig, run
@@ -27,7 +28,9 @@ def test_user_space_search_from_the_command_line(tmp_path, space_file, cli, mlfl
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
         "ranking.csv", "ranking.md", "trials.csv", "space"}
     by_number = {int(r.data.tags["optuna_trial"]): r for r in children}
-    assert sorted(by_number) == list(range(6))
+    trials = [t for t in study(results, "mine").trials if "duplicate_of" not in t.user_attrs]
+    assert sorted(by_number) == [t.number for t in trials]  # a repeat is not trained again
+    assert len({r.data.tags["configuration_key"] for r in children}) == 6
     spans = sorted((r.info.start_time, r.info.end_time) for r in children)
     overlapping = sum(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
     assert overlapping >= 2, f"trials ran one at a time: {spans}"
@@ -45,7 +48,6 @@ def test_user_space_search_from_the_command_line(tmp_path, space_file, cli, mlfl
                 "metrics.jsonl"} <= artifacts
 
     # The anchors ran first, exactly; the diverging one is a result everywhere.
-    trials = study(results, "mine").trials
     assert len(trials) == 6
     assert all(t.state == TrialState.COMPLETE and math.isfinite(t.value) for t in trials)
     assert trials[0].params == {"shortcut": "identity", "activation": "full_preact"}
@@ -96,6 +98,23 @@ def test_asha_stops_hopeless_trials_and_records_them_as_stopped(tmp_path, mlflow
     analysis = ExperimentAnalysis(str(tmp_path / "results" / "ray" / "asha"))
     assert all(t.status == "TERMINATED" for t in analysis.trials)
 
+    # Like with like: every full-budget configuration above every stopped one, epochs shown.
+    ranking = result.ranking
+    full = ranking[ranking["epochs"] == 4]
+    assert len(full) >= 1 and full["rank"].max() < ranking[ranking["epochs"] < 4]["rank"].min()
+    assert list(ranking["epochs"]) == sorted(ranking["epochs"], reverse=True)
+    assert "epochs" in (result.directory / "ranking.md").read_text().splitlines()[2]
+    # The value told to Optuna: the mean over the seeds that reached the full budget; a
+    # configuration none of whose seeds did is PRUNED with its per-epoch intermediate values.
+    for number, group in result.trials.groupby("optuna_trial"):
+        finished = group[group["outcome"] == "ok"]
+        if len(finished):
+            assert trials[number].value == pytest.approx(finished["val_error"].mean())
+        else:
+            assert trials[number].state == TrialState.PRUNED
+            assert sorted(trials[number].intermediate_values) == list(
+                range(1, int(group["epochs"].max()) + 1))
+
 
 def test_grid_runs_the_anchors_exactly_with_every_seed(tmp_path, space_file, study):
     from spaces import load_space
@@ -113,6 +132,9 @@ def test_grid_runs_the_anchors_exactly_with_every_seed(tmp_path, space_file, stu
     seeds = result.trials[result.trials["optuna_trial"] == best["optuna_trial"]]
     assert best["val_error_mean"] == pytest.approx(seeds["val_error"].mean())
     assert best["val_error_std"] == pytest.approx(seeds["val_error"].std())
+    assert best["val_error_median"] == pytest.approx(seeds["val_error"].median())
+    assert best["val_error_ci95"] == pytest.approx(
+        stats.t.ppf(0.975, len(seeds) - 1) * seeds["val_error"].sem())
     told = study(tmp_path / "results", "grid").trials[int(best["optuna_trial"])].value
     assert told == pytest.approx(seeds["val_error"].mean())
     assert result.best == {"shortcut": "identity", "activation": "full_preact"}

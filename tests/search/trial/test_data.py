@@ -1,4 +1,5 @@
-"""Tests of search/data.py on real data: sklearn digits, generated image trees, real CIFAR-10."""
+"""The trial's data layer (search/trial/data) on real data: sklearn digits, generated image
+trees, real CIFAR-10."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from search.data import (
+from search.trial.data import (
     ALLOWED_DATASETS,
     Batches,
     DataError,

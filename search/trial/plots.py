@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from residual.propagation import plot_propagation
 
-from .train import METRICS, PROPAGATION, load_propagation
+from .directory import PROPAGATION, load_propagation, read_metrics
 
 LEARNING_CURVE = "learning_curve.png"
 PROPAGATION_PLOT = "propagation.png"
@@ -18,8 +17,7 @@ def render_trial_plots(trial_dir: str | Path) -> list[Path]:
     which never reached its own end); returns the PNGs written."""
     out = Path(trial_dir)
     written = []
-    history = [json.loads(line) for line in (out / METRICS).read_text().splitlines()
-               if line.strip()] if (out / METRICS).exists() else []
+    history = read_metrics(out)
     if history:
         written.append(plot_learning_curve(history, out / LEARNING_CURVE))
     if (out / PROPAGATION).exists():

@@ -7,9 +7,7 @@ import optuna
 import pytest
 import torch
 
-from search.train import (
-    CHECKPOINT,
-    METRICS,
+from search.trial import (
     PENALTY_ERROR,
     RunOptions,
     TrialDirError,
@@ -17,6 +15,7 @@ from search.train import (
     load_trial_data,
     run_trial,
 )
+from search.trial.directory import CHECKPOINT, METRICS
 from spaces import load_space
 
 CPU = RunOptions(device="cpu", threads=1)
@@ -116,15 +115,31 @@ def test_directory_of_another_trial_is_refused(digits, tmp_path):
         run_trial(_plan({}, epochs=1, seed=1), digits, tmp_path, None, CPU)
 
 
-@pytest.mark.parametrize("lr, reason", [(1e6, "non-finite"), (10.0, "at chance")])
-def test_divergence_is_a_recorded_result(digits, tmp_path, lr, reason):
+def test_divergence_is_a_recorded_result_with_its_last_measured_errors(digits, tmp_path):
     reports = []
-    result = run_trial(_plan({}, lr=lr, warmup_epochs=0.0), digits, tmp_path, reports.append,
-                       CPU)
-    assert result.outcome == "diverged" and reason in result.reason
-    last = reports[-1]
-    assert last["outcome"] == "diverged"
-    assert last["val_error"] == last["test_error"] == last["objective"] == PENALTY_ERROR
-    assert math.isfinite(last["objective"])
+    # lr 0.1 for an epoch (measured errors), then a million: the loss becomes NaN.
+    plan = _plan({}, lr=1e6, warmup_epochs=1.0, warmup_lr=0.1, epochs=3)
+    result = run_trial(plan, digits, tmp_path, reports.append, CPU)
+    assert result.outcome == "diverged" and "non-finite" in result.reason
+    first, last = reports[0], reports[-1]
+    assert first["outcome"] == "running" and last["outcome"] == "diverged"
+    assert not math.isfinite(last["train_loss"])
+    # The errors are the last ones measured, never the sampler's penalty.
+    assert (last["val_error"], last["test_error"]) == (first["val_error"], first["test_error"])
+    assert last["val_error"] < 0.9
+    assert last["objective"] == PENALTY_ERROR
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["outcome"] == "diverged"
+
+
+def test_stopping_at_chance_is_opt_in_and_keeps_measured_errors(digits, tmp_path):
+    plan = _plan({}, lr=10.0, warmup_epochs=0.0, epochs=4)
+    by_default = run_trial(plan, digits, tmp_path / "default", None, CPU)
+    assert by_default.epochs == 4  # trained out, whatever its error
+
+    opted_in = RunOptions(device="cpu", threads=1, stop_at_chance=2)
+    result = run_trial(plan, digits, tmp_path / "opted-in", None, opted_in)
+    assert result.outcome == "stopped" and "at chance" in result.reason
+    assert result.epochs == 2
+    assert 0.8 <= result.metrics["val_error"] <= 1.0  # measured, not a penalty
+    assert result.metrics["objective"] == result.metrics["val_error"]

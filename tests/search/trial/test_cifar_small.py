@@ -15,7 +15,7 @@ def test_identity_preact_beats_constant_scaling_on_cifar10(tmp_path, cifar_archi
     }
     env = {**os.environ, "RESNET_SEARCH_CACHE": str(tmp_path / "cache")}
     # Decode the archive once before the two trials start, so they do not both decode it.
-    from search.data import DataOptions, load_data
+    from search.trial.data import DataOptions, load_data
 
     load_data(DataOptions(f"imagefolder:{cifar_archive}", image_size=16, cache_dir=env[
         "RESNET_SEARCH_CACHE"]))

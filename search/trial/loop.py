@@ -1,0 +1,239 @@
+"""One trial: train a planned network on real data, measure it, checkpoint it, resume it.
+
+The paper's recipe (PAPER.md Sec. 6) scaled to the plan's epoch budget: SGD with momentum 0.9
+and weight decay 1e-4, batch 128, lr 0.1 after a 0.01 warm-up, /10 at 50% and 75% of the
+budget (cosine and one-cycle as options). `run_trial` reads as the recipe: build the network,
+then each epoch train, decide (has it diverged?), evaluate, measure propagation (Eq. 4, 5, 8),
+checkpoint, report. Every epoch's metrics go to a callback (Ray Tune's `tune.report` in a
+search, a progress line on the command line) and into the trial directory (`directory.py`).
+
+Re-running with the same directory resumes from its checkpoint and, on CPU, ends with the same
+weights bit for bit as an uninterrupted run. A run whose loss turns non-finite ends normally
+with outcome "diverged" and its last measured errors: divergence is a result, not a crash.
+Every other run trains its whole budget unless `RunOptions.stop_at_chance` says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from residual import NetSpec, build_network
+from residual.propagation import measure_propagation
+from spaces import Recipe, TrialPlan
+
+from .data import Batches, Splits
+from .directory import TrialDir
+from .plots import render_trial_plots
+from .result import PENALTY_ERROR, TrialResult
+
+PROPAGATION_BATCH = 128
+
+Reporter = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a trial (not what to train): device and speed settings."""
+
+    device: str = "auto"
+    """auto = cuda when available, else cpu."""
+    bf16: bool = False
+    """bf16 autocast on CUDA (ignored on CPU). Opt-in: it changes the science (a gate's
+    1 - g at b_g = -6 is 0.99753 in fp32, 0.99609 in bf16); the shortcut arithmetic stays
+    fp32 under it (`residual.units`)."""
+    channels_last: bool = True
+    """channels_last memory format on CUDA (ignored on CPU)."""
+    threads: int | None = None
+    """torch CPU threads; a search sets it to the trial's CPU share."""
+    stop_at_chance: int | None = None
+    """Stop a trial whose training error is still at chance after this many epochs (it keeps
+    its measured errors, outcome "stopped"); None, the default, trains every budget out."""
+
+    def resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@dataclass
+class _Setup:
+    """Everything an epoch needs: the network, its optimiser and the data on its device."""
+
+    model: torch.nn.Module
+    net: NetSpec
+    optimizer: torch.optim.Optimizer
+    batch_order: torch.Generator
+    device: torch.device
+    train: Batches
+    evals: dict[str, Batches]
+    probe: tuple[torch.Tensor, torch.Tensor]
+    autocast: Any
+
+
+def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
+              report: Reporter | None = None, options: RunOptions | None = None) -> TrialResult:
+    """Train `plan` on `data`, writing into `out_dir`; resume if it holds a checkpoint."""
+    options = options or RunOptions()
+    trial_dir = TrialDir(out_dir)
+    trial_dir.open(plan)
+    if trial_dir.finished:  # nothing to redo
+        return trial_dir.result()
+    setup = build(plan, data, options)
+    if trial_dir.has_checkpoint:
+        start, history, propagation = trial_dir.resume(
+            setup.model, setup.optimizer, setup.batch_order, setup.device)
+    else:
+        start, history = 0, []
+        propagation = trial_dir.start(plan, setup.net, data.describe(),
+                                      measure_propagation(setup.model, *setup.probe))
+
+    recipe = plan.recipe
+    result = TrialResult("ok", len(history), history[-1] if history else {}, "", history)
+    for epoch in range(start, recipe.epochs):
+        metrics = train_epoch(setup, recipe, epoch)
+        if math.isfinite(metrics["train_loss"]):
+            started = time.perf_counter()
+            metrics.update(evaluate(setup))
+            metrics.update(measure(setup, propagation, epoch + 1))
+            metrics["eval_seconds"] = time.perf_counter() - started
+            outcome, reason = "ok", at_chance(metrics, options.stop_at_chance, data.num_classes)
+            if reason:
+                outcome = "stopped"
+        else:  # the weights are no longer numbers: keep the last errors that were measured
+            last = history[-1] if history else {}
+            metrics.update(val_error=last.get("val_error", math.nan),
+                           test_error=last.get("test_error", math.nan))
+            outcome, reason = "diverged", f"non-finite training loss at epoch {epoch + 1}"
+        final = bool(reason) or epoch + 1 == recipe.epochs
+        metrics["outcome"] = outcome if final else "running"
+        # What a sampler learns from: the validation error, or for a diverged trial a penalty
+        # that never appears among the measured errors.
+        metrics["objective"] = PENALTY_ERROR if outcome == "diverged" else metrics["val_error"]
+        history.append(metrics)
+        trial_dir.save_epoch(setup.model, setup.optimizer, setup.batch_order, setup.device,
+                             metrics, propagation)
+        result = TrialResult(outcome, len(history), metrics, reason, history)
+        if final:  # before the last report: a scheduler may end the process right after it
+            trial_dir.write_result(result)
+        if report:
+            report(metrics)
+        if final:
+            break
+    else:  # resumed with nothing left to train
+        trial_dir.write_result(result)
+    render_trial_plots(out_dir)
+    return result
+
+
+def build(plan: TrialPlan, data: Splits, options: RunOptions) -> _Setup:
+    """The planned network, sized to the data, with its optimiser and batches on the device."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = options.resolve_device()
+    cuda = device.type == "cuda"
+    channels_last = cuda and options.channels_last
+    recipe = plan.recipe
+
+    _seed_everything(plan.seed)
+    net = NetSpec.from_dict({**plan.net.to_dict(), "num_classes": data.num_classes,
+                             "in_channels": data.in_channels})
+    model = build_network(net).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay)
+    batch_order = torch.Generator().manual_seed(plan.seed)
+    train = data.batches("train", recipe.batch_size, device, generator=batch_order,
+                         channels_last=channels_last)
+    evals = {split: data.batches(split, max(256, recipe.batch_size), device,
+                                 channels_last=channels_last)
+             for split in ("val", "test")}
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and options.bf16)
+    return _Setup(model, net, optimizer, batch_order, device, train, evals,
+                  _probe_batch(data, device), autocast)
+
+
+def train_epoch(setup: _Setup, recipe: Recipe, epoch: int) -> dict[str, Any]:
+    """One pass over the training set at the recipe's per-step learning rate."""
+    model, optimizer = setup.model, setup.optimizer
+    model.train()
+    started = time.perf_counter()
+    steps = len(setup.train)
+    loss_sum = torch.zeros((), device=setup.device, dtype=torch.float64)
+    wrong = torch.zeros((), device=setup.device, dtype=torch.int64)
+    seen = 0
+    for step, (images, labels) in enumerate(setup.train):
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.lr_at(epoch + step / steps)
+        with setup.autocast:
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # Accumulate on the device: one synchronisation per epoch, not per step.
+        loss_sum += loss.detach().double() * len(labels)
+        wrong += (logits.argmax(1) != labels).sum()
+        seen += len(labels)
+    seconds = time.perf_counter() - started
+    return {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen,
+            "train_error": int(wrong.item()) / seen, "lr": recipe.lr_at(epoch + 1 - 1e-9),
+            "epoch_seconds": seconds, "images_per_second": seen / seconds}
+
+
+def at_chance(metrics: dict[str, Any], after: int | None, num_classes: int) -> str:
+    """Why an opted-in trial stops at chance (training error still at chance after `after`
+    epochs, a compute saving), or "" to go on."""
+    chance = 1.0 - 1.0 / num_classes
+    if after is None or metrics["epoch"] < after or metrics["train_error"] < 0.98 * chance:
+        return ""
+    return (f"training error {metrics['train_error']:.3f} still at chance ({chance:.3f}) "
+            f"after {metrics['epoch']} epochs")
+
+
+@torch.no_grad()
+def evaluate(setup: _Setup) -> dict[str, float]:
+    """Validation and test error of the network in evaluation mode."""
+    setup.model.eval()
+    errors = {}
+    for split, batches in setup.evals.items():
+        wrong = total = 0
+        for images, labels in batches:
+            with setup.autocast:
+                wrong += int((setup.model(images).argmax(1) != labels).sum())
+            total += len(labels)
+        errors[f"{split}_error"] = wrong / max(total, 1)
+    return errors
+
+
+def measure(setup: _Setup, propagation: dict[str, dict], epoch: int) -> dict[str, float]:
+    """Propagation (Eq. 4, 5, 8) on the fixed probe batch: kept per epoch, summarised as
+    metrics."""
+    profile = measure_propagation(setup.model, *setup.probe)
+    propagation[str(epoch)] = profile.to_dict()
+    return {f"prop_{k}": v for k, v in profile.summary().items()}
+
+
+def _probe_batch(data: Splits, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, un-augmented batch of training images for the propagation measurements."""
+    index = torch.randperm(len(data.train_y),
+                           generator=torch.Generator().manual_seed(0))[:PROPAGATION_BATCH]
+    batches = Batches(data.train_x[index], data.train_y[index], batch_size=len(index),
+                      mean=data.mean, std=data.std, device=device, train=False, flip=False)
+    return next(iter(batches))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
