@@ -139,6 +139,7 @@ class Settings:
     epochs: int
     """The full budget: what a configuration must reach to be ranked among the finished."""
     num_classes: int
+    in_channels: int
     identity: dict[str, Any]
     """What a resumed search must agree on with the one it resumes."""
 

@@ -79,7 +79,7 @@ def prepare(space: str | SearchSpace, config: SearchConfig) -> tuple[SearchSpace
         storage=_storage_uri(config.storage) if config.storage else str(paths.ray_storage),
         dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, overrides=overrides,
         configurations=configurations, epochs=plan.recipe.epochs,
-        num_classes=data.num_classes,
+        num_classes=data.num_classes, in_channels=data.in_channels,
         identity={"space_source": space.source, "scale": scale.name, "dataset": dataset,
                   "sampler": config.sampler, "seeds": config.seeds, "tracking_uri": uri,
                   "epochs": plan.recipe.epochs, "trials": configurations})
@@ -122,7 +122,9 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                           "data_dir": settings.data_dir, "cache_dir": settings.cache_dir,
                           "device": config.device, "bf16": config.bf16,
                           "stop_at_chance": config.stop_at_chance,
-                          "threads": max(1, int(config.cpus_per_trial))})
+                          "threads": max(1, int(config.cpus_per_trial))},
+            data_shape={"num_classes": settings.num_classes,
+                        "in_channels": settings.in_channels})
         tuner = make_tuner(config, settings, searcher, state, space,
                            total=settings.configurations * config.seeds,
                            concurrency=config.concurrency or default_concurrency(config))

@@ -89,7 +89,7 @@ class SpaceSearcher(Searcher):
     def __init__(self, space: SearchSpace, scale: str, storage: str, study_name: str,
                  sampler: str = "tpe", seeds: int = 1, seed: int = 0,
                  configurations: int | None = None, overrides: dict | None = None,
-                 run_settings: dict | None = None):
+                 run_settings: dict | None = None, data_shape: dict | None = None):
         super().__init__(metric=OBJECTIVE, mode="min")
         self.scale = scale
         self.space_ref = space.source or None
@@ -100,6 +100,8 @@ class SpaceSearcher(Searcher):
         """Optuna trials to ask at most (None: as many as Ray asks for)."""
         self.overrides = dict(overrides or {})
         """Values that beat the sampled ones (e.g. an --epochs budget)."""
+        self.data_shape = dict(data_shape or {})
+        """The data's `num_classes` and `in_channels`, so a plan is the network that trains."""
         self.run_settings = dict(run_settings or {})
         """Settings every trial's config carries (data, work directory root, threads)."""
         self.queue: list[dict[str, Any]] = []
@@ -208,7 +210,8 @@ class SpaceSearcher(Searcher):
         return any(t.state == TrialState.WAITING for t in self.study.get_trials(deepcopy=False))
 
     def _plan(self, params: dict[str, Any], seed: int = 0) -> TrialPlan:
-        return self.space.plan({**params, **self.overrides}, self.scale, seed=seed)
+        return self.space.plan({**params, **self.overrides}, self.scale, seed=seed,
+                               **self.data_shape)
 
     def _ask(self) -> bool:
         """Ask Optuna for a configuration not evaluated yet and queue its seed runs; False

@@ -153,7 +153,8 @@ class MlflowTracker(tune.Callback):
                 "params": json.dumps(config["params"])}
         run = client_.create_run(self.experiment_id, run_name=f"{number}-{plan.net.name}-s{seed}",
                                  tags=tags)
-        params = {**plan.flat(), "optuna_trial": number}
+        params = {k: v for k, v in {**plan.flat(), "optuna_trial": number}.items()
+                  if v is not None}
         client_.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self.runs[key] = run.info.run_id
         self.logged[key] = set()
@@ -249,7 +250,7 @@ def start_search_run(uri: str, config: SearchConfig, space, name: str, dataset: 
     tags = {"search": name, "space": space.name, "space_source": space.source,
             "scale": config.scale, "dataset": dataset, **provenance_tags()}
     run_id = mlflow_client.create_run(experiment, run_name=name, tags=tags).info.run_id
-    params = {k: v for k, v in asdict(config).items() if k != "progress"}
+    params = {k: v for k, v in asdict(config).items() if k != "progress" and v is not None}
     params.update(name=name, space=space.name, space_source=space.source,
                   space_fixed=json.dumps(space.fixed), anchors=len(space.anchors))
     mlflow_client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])

@@ -1,10 +1,14 @@
 """Results that mean what they say: no configuration twice, a finite space enumerated once."""
 
-import pandas as pd
+import json
 
-from spaces import SearchSpace
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
 
 from search import SearchConfig, run
+from spaces import SearchSpace
 
 
 def test_a_finite_space_is_trained_once_per_configuration_and_seed(tmp_path, cli, study):
@@ -45,3 +49,70 @@ def test_tpe_asked_for_16_trials_on_6_configurations_trains_6(tmp_path, study):
     for repeat in repeats:  # answered from the result it repeats, not trained
         original = stored.trials[repeat.user_attrs["duplicate_of"]]
         assert repeat.value is None or repeat.value == original.value
+
+
+def _fail_space():
+    # The identity reference and two of the paper's "fail" rows of Table 1.
+    return SearchSpace("fails", lambda trial: None, fixed={"activation": "original"}, anchors=[
+        {"shortcut": "identity"},
+        {"shortcut": "scaling", "lam": 0.0, "branch_scale": 1.0},
+        {"shortcut": "dropout", "dropout_p": 0.5}])
+
+
+def test_a_failure_keeps_its_measured_error_and_carries_the_label(tmp_path, mlflow_runs):
+    config = SearchConfig(name="fails", scale="smoke", sampler="grid", scheduler="none",
+                          concurrency=2, results_dir=str(tmp_path / "results"), progress=False)
+    result = run(_fail_space(), config)
+    ranking = result.ranking.set_index("configuration")
+    identity = ranking.loc["resnet8-identity-original"]
+    assert identity["fail"] == ""
+    failed = ranking[ranking["fail"] == "fail"]
+    assert "resnet8-scaling-lam0-s1-original" in failed.index
+    for _, row in failed.iterrows():
+        assert 0 < row["test_error_mean"] < 0.9 and row["test_error_mean"] > identity[
+            "test_error_mean"]
+    legend = (result.directory / "ranking.md").read_text()
+    assert "of the way from the identity/original reference" in legend
+
+    _, _, children = mlflow_runs(tmp_path / "results")
+    for run_ in children:
+        key = run_.data.tags["configuration_key"]
+        row = result.ranking.set_index("configuration_key").loc[key]
+        assert run_.data.tags.get("fail", "") == row["fail"]
+        assert run_.data.metrics["test_error"] == row["test_error_mean"]  # one seed
+        work = result.directory / "trials" / run_.data.tags["run_key"] / "result.json"
+        saved = json.loads(work.read_text())["metrics"]
+        assert saved["test_error"] == run_.data.metrics["test_error"]
+
+
+def _image_tree(root, classes=3, per_class=12):
+    generator = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = generator.integers(0, 255, (10, 10, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("dataset, channels, classes", [("digits", 1, 10), ("tree", 3, 3)])
+def test_child_runs_log_the_network_that_trained(tmp_path, mlflow_runs, dataset, channels,
+                                                 classes):
+    if dataset == "tree":
+        dataset = f"imagefolder:{_image_tree(tmp_path / 'tree')}"
+    config = SearchConfig(name="params", scale="smoke", trials=2, epochs=1, dataset=dataset,
+                          scheduler="none", results_dir=str(tmp_path / "results"),
+                          progress=False)
+    run("paper-table1", config)
+    _, parents, children = mlflow_runs(tmp_path / "results")
+    assert "None" not in parents[0].data.params.values()
+    for run_ in children:
+        params = run_.data.params
+        assert (params["in_channels"], params["num_classes"]) == (str(channels), str(classes))
+        assert "None" not in params.values()
+        # Inactive conditional parameters are absent: a lambda only on constant scaling.
+        assert ("lam" in params) == (params["shortcut"] == "scaling")
+        assert ("gate_bias" in params) == (params["shortcut"] in ("exclusive_gate",
+                                                                  "shortcut_gate"))

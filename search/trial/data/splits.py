@@ -103,7 +103,9 @@ def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float
         p = counts / counts.sum()
         mean = float((p * values).sum())
         means.append(mean)
-        stds.append(max(float((p * values.square()).sum()) - mean * mean, 0.0) ** 0.5)
+        std = max(float((p * values.square()).sum()) - mean * mean, 0.0) ** 0.5
+        # A constant channel (std 0) would divide by zero: one grey level is the floor.
+        stds.append(max(std, 1.0 / 255.0))
     return tuple(means), tuple(stds)
 
 
