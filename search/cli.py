@@ -226,7 +226,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def progress(m: dict[str, Any]) -> None:
         errors = ("diverged" if m["outcome"] == "diverged" else
-                  f"val {100 * m['val_error']:5.1f}% test {100 * m['test_error']:5.1f}%")
+                  f"val {100 * m['val_error']:5.1f}%" + (f" test {100 * m['test_error']:5.1f}%"
+                                                         if "test_error" in m else ""))
         print(f"epoch {m['epoch']:3d}/{plan.recipe.epochs} loss {m['train_loss']:.4f} "
               f"train {100 * m['train_error']:5.1f}% {errors} lr {m['lr']:.4g} "
               f"{m['epoch_seconds']:.1f}s+{m.get('eval_seconds', 0):.1f}s "
@@ -235,8 +236,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = run_trial(plan, data, out, progress, options)
     final = result.metrics
     why = f" ({result.reason})" if result.reason else ""
+    test = final.get("test_error", math.nan)
     print(f"outcome {result.outcome}{why}: val error {100 * final['val_error']:.2f}%, "
-          f"test error {100 * final['test_error']:.2f}% after {result.epochs} epochs")
+          f"test error {100 * test:.2f}% after {result.epochs} epochs")
     print(f"metrics, checkpoint and plots in {out}")
     return 0
 

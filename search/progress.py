@@ -61,7 +61,8 @@ class ProgressPrinter(tune.Callback):
         detail = ""
         if outcome in ("ok", "stopped"):
             val, test = result.get("val_error"), result.get("test_error")
-            detail = f" val {100 * val:.2f}% test {100 * test:.2f}% after " \
+            tested = "" if test is None else f" test {100 * test:.2f}%"
+            detail = f" val {100 * val:.2f}%{tested} after " \
                      f"{result.get('epoch')} epochs"
             if outcome == "ok" and (self.best is None or val < self.best[0]):
                 self.best = (val, _name(trial))

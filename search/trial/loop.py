@@ -103,16 +103,17 @@ def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
         metrics = train_epoch(setup, recipe, epoch)
         if math.isfinite(metrics["train_loss"]):
             started = time.perf_counter()
-            metrics.update(evaluate(setup))
+            metrics.update(evaluate(setup, "val"))
             metrics.update(measure(setup, propagation, epoch + 1))
+            reason = at_chance(metrics, options.stop_at_chance, data.num_classes)
+            outcome = "stopped" if reason else "ok"
+            if reason or epoch + 1 == recipe.epochs:
+                # The test set is measured once, at the end: a search selects on validation
+                # error, and the test error of a half-trained network is read by no one.
+                metrics.update(evaluate(setup, "test"))
             metrics["eval_seconds"] = time.perf_counter() - started
-            outcome, reason = "ok", at_chance(metrics, options.stop_at_chance, data.num_classes)
-            if reason:
-                outcome = "stopped"
-        else:  # the weights are no longer numbers: keep the last errors that were measured
-            last = history[-1] if history else {}
-            metrics.update(val_error=last.get("val_error", math.nan),
-                           test_error=last.get("test_error", math.nan))
+        else:  # the weights are no longer numbers: keep the last error that was measured
+            metrics["val_error"] = history[-1]["val_error"] if history else math.nan
             outcome, reason = "diverged", f"non-finite training loss at epoch {epoch + 1}"
         final = bool(reason) or epoch + 1 == recipe.epochs
         metrics["outcome"] = outcome if final else "running"
@@ -202,18 +203,15 @@ def at_chance(metrics: dict[str, Any], after: int | None, num_classes: int) -> s
 
 
 @torch.no_grad()
-def evaluate(setup: _Setup) -> dict[str, float]:
-    """Validation and test error of the network in evaluation mode."""
+def evaluate(setup: _Setup, split: str) -> dict[str, float]:
+    """The error on one split ("val" or "test") of the network in evaluation mode."""
     setup.model.eval()
-    errors = {}
-    for split, batches in setup.evals.items():
-        wrong = total = 0
-        for images, labels in batches:
-            with setup.autocast:
-                wrong += int((setup.model(images).argmax(1) != labels).sum())
-            total += len(labels)
-        errors[f"{split}_error"] = wrong / max(total, 1)
-    return errors
+    wrong = total = 0
+    for images, labels in setup.evals[split]:
+        with setup.autocast:
+            wrong += int((setup.model(images).argmax(1) != labels).sum())
+        total += len(labels)
+    return {f"{split}_error": wrong / max(total, 1)}
 
 
 def measure(setup: _Setup, propagation: dict[str, dict], epoch: int) -> dict[str, float]:

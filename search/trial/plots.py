@@ -40,7 +40,9 @@ def plot_learning_curve(history: list[dict], path: Path) -> Path:
     epochs = [m["epoch"] for m in history]
     fig, (errors, loss) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, style in (("train_error", "-"), ("val_error", "--"), ("test_error", ":")):
-        errors.plot(epochs, [100 * m[key] for m in history], style, label=key, marker=".")
+        points = [(m["epoch"], 100 * m[key]) for m in history if key in m]
+        if points:  # the test error is measured at the end only
+            errors.plot(*zip(*points), style, label=key, marker=".")
     errors.set_xlabel("epoch")
     errors.set_ylabel("error (%)")
     errors.legend()

@@ -4,8 +4,8 @@ import math
 
 import pytest
 from optuna.trial import TrialState
-from scipy import stats
 from ray.tune import ExperimentAnalysis
+from scipy import stats
 
 from search import SearchConfig, run
 
