@@ -13,12 +13,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .placements import PLACEMENTS
-from .shortcuts import GatedShortcut
+from .shortcuts import Shortcut
 from .specs import NetSpec
 from .units import ResidualUnit, bn_relu_ops, conv3x3
 
 
 class ResNet(nn.Module):
+    """x_L = units(stem(x)), logits = head(x_L) (paper Eq. 1-2 stacked; Sec. 4, appendix)."""
+
     def __init__(self, spec: NetSpec):
         super().__init__()
         self.spec = spec
@@ -47,7 +49,8 @@ class ResNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """He (Kaiming normal, fan-out) convs, unit BN, gate biases at b_g (Table 1)."""
+        """He (Kaiming normal, fan-out) convs, unit BN, then each shortcut's own values (a
+        gate's b_g, Table 1)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -56,18 +59,20 @@ class ResNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        for module in self.modules():
-            if isinstance(module, GatedShortcut):
-                nn.init.constant_(module.gate.conv.bias, module.gate.gate_bias)
+        for module in self.modules():  # after the convs: a gate's conv bias is b_g, not 0
+            if isinstance(module, Shortcut):
+                module.reset_parameters()
 
-    def features(self, x: Tensor) -> Tensor:
+    def head(self, x_last: Tensor) -> Tensor:
+        """Logits from x_L, the last unit's output: [final BN+ReLU], pool, linear. Shared by
+        `forward` and the propagation measurements, which run the units themselves."""
+        return self.fc(self.pool(self.final(x_last)).flatten(1))
+
+    def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
         for unit in self.units:
             x = unit(x)
-        return self.final(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.pool(self.features(x)).flatten(1))
+        return self.head(x)
 
 
 def build_network(spec: NetSpec) -> ResNet:

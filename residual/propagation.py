@@ -17,7 +17,6 @@ and no parameter gradient is written.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +25,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .network import ResNet
-from .shortcuts import GatedShortcut
 from .units import UnitTerms
 
 
@@ -94,9 +92,6 @@ class PropagationProfile:
     def from_dict(cls, data: dict) -> PropagationProfile:
         return cls(**data)
 
-    def save_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()))
-
 
 def measure_propagation(net: ResNet, images: Tensor, labels: Tensor,
                         seed: int = 0) -> PropagationProfile:
@@ -113,7 +108,7 @@ def measure_propagation(net: ResNet, images: Tensor, labels: Tensor,
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             full = trace_units(net, images)
-            loss = F.cross_entropy(net.fc(net.pool(net.final(full.output)).flatten(1)), labels)
+            loss = F.cross_entropy(net.head(full.output), labels)
             *grads, grad_last = torch.autograd.grad(loss, [*full.inputs, full.output])
             torch.manual_seed(seed)
             direct = trace_units(net, images, detach_branches=True)
@@ -142,7 +137,8 @@ def measure_propagation(net: ResNet, images: Tensor, labels: Tensor,
 
 @torch.no_grad()
 def _gate_carry(net: ResNet, inputs: list[Tensor]) -> list[float] | None:
-    if not isinstance(net.units[0].shortcut, GatedShortcut):
+    """mean(1 - g(x_l)) per unit, for kinds declared `gated` (their module has `gate(x)`)."""
+    if not net.spec.unit.gated:
         return None
     return [(1 - unit.shortcut.gate(x)).mean().item() for unit, x in zip(net.units, inputs)]
 

@@ -1,4 +1,8 @@
-"""The shortcut operations h of paper Table 1 / Fig. 2, registered by name.
+"""The shortcut operations h of paper Table 1 / Fig. 2 as PyTorch modules, registered by name.
+
+What a shortcut is (its parameters, defaults, ranges, label) is declared once, torch-free, in
+`residual.kinds`; this module holds only the tensors, one class per declared kind, registered
+under the kind's name with `@register_shortcut(name)`.
 
 Every shortcut returns the pair (h(x), gain) of the generalised unit
 
@@ -18,22 +22,45 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .specs import SHORTCUTS, UnitSpec
+from .kinds import SHORTCUT_KINDS, SHORTCUTS, unregister_shortcut_kind
+from .specs import UnitSpec
 
 ShortcutFactory = Callable[[UnitSpec, int, int, int], "Shortcut"]
 SHORTCUT_REGISTRY: dict[str, ShortcutFactory] = {}
+"""The module class of every shortcut kind that has one, by kind name (timm-style)."""
 
 
 def register_shortcut(name: str) -> Callable[[type[Shortcut]], type[Shortcut]]:
-    """Register a shortcut class under the `UnitSpec.shortcut` name it implements."""
-    if name not in SHORTCUTS:
-        raise ValueError(f"shortcut {name!r} is not declared in residual.specs.SHORTCUTS")
+    """Register a shortcut class under the kind name it implements (paper Table 1's rows).
+
+    The kind must be declared first (`residual.kinds.register_shortcut_kind`): a module whose
+    parameters nobody validates would build from unchecked specs. A name gets one class; the
+    same class again (its file imported twice) is accepted.
+    """
+    if name not in SHORTCUT_KINDS:
+        raise ValueError(f"shortcut {name!r} has no declared kind; declare it first with "
+                         f"residual.kinds.register_shortcut_kind (declared: "
+                         f"{' | '.join(SHORTCUT_KINDS)})")
 
     def decorate(cls: type[Shortcut]) -> type[Shortcut]:
+        old = SHORTCUT_REGISTRY.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__,
+                                                                       cls.__qualname__):
+            raise ValueError(f"shortcut {name!r} already has its module {old.__qualname__}")
         SHORTCUT_REGISTRY[name] = cls
         return cls
 
     return decorate
+
+
+def unregister_shortcut(name: str) -> None:
+    """Remove a registered shortcut's module and its kind (a test's, say); the paper's six
+    stay."""
+    if name in SHORTCUTS:
+        raise ValueError(f"shortcut {name!r} is one of the paper's and stays registered")
+    SHORTCUT_REGISTRY.pop(name, None)
+    if name in SHORTCUT_KINDS:
+        unregister_shortcut_kind(name)
 
 
 class Shortcut(nn.Module):
@@ -44,6 +71,10 @@ class Shortcut(nn.Module):
 
     def forward(self, base: Tensor, x: Tensor) -> tuple[Tensor, Tensor | float]:
         raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Set the shortcut's own initial values, after the network's He initialisation has
+        set every conv (a gate's bias b_g, say). Nothing by default."""
 
 
 @register_shortcut("identity")
@@ -92,6 +123,10 @@ class GatedShortcut(Shortcut):
     def __init__(self, spec: UnitSpec, in_channels: int, out_channels: int, stride: int):
         super().__init__(spec, in_channels, out_channels, stride)
         self.gate = _Gate(float(spec.gate_bias), in_channels, out_channels, stride)
+
+    def reset_parameters(self) -> None:
+        # Table 1's gate rows differ only in b_g: it decides how open the shortcut starts.
+        nn.init.constant_(self.gate.conv.bias, self.gate.gate_bias)
 
 
 @register_shortcut("exclusive_gate")
@@ -151,4 +186,8 @@ class DropoutShortcut(Shortcut):
 
 
 def build_shortcut(spec: UnitSpec, in_channels: int, out_channels: int, stride: int) -> Shortcut:
+    """The module h for a unit (paper Eq. 1), from the class registered for its kind."""
+    if spec.shortcut not in SHORTCUT_REGISTRY:
+        raise ValueError(f"shortcut {spec.shortcut!r} is declared but has no module; register "
+                         "one with @residual.shortcuts.register_shortcut")
     return SHORTCUT_REGISTRY[spec.shortcut](spec, in_channels, out_channels, stride)

@@ -38,6 +38,8 @@ from .config import SAMPLERS
 from .trial import plan_to_dict, trial_outcome
 
 OBJECTIVE = "objective"
+OBJECTIVE_NAME = "val_error"
+"""What the objective is, as the study names it: the validation error at the full budget."""
 ANCHORS_ENQUEUED = "resnet_search:anchors_enqueued"
 EXHAUSTED_AFTER = "resnet_search:exhausted_after"
 """Study attribute: the number of configurations when no new one could be asked."""
@@ -157,6 +159,10 @@ class SpaceSearcher(Searcher):
                 load_if_exists=True,
                 # A resumed search continues with a fresh stream of random numbers.
                 sampler=make_sampler(self.sampler_name, self.seed + len(self.groups)))
+            if self._study.metric_names is None:  # optuna-dashboard's "Objective 0"
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    self._study.set_metric_names([OBJECTIVE_NAME])
             if not self._study.user_attrs.get(ANCHORS_ENQUEUED):
                 self.space.enqueue_anchors(self._study)
                 self._study.set_user_attr(ANCHORS_ENQUEUED, True)

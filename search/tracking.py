@@ -27,8 +27,16 @@ from .trial import plan_from_dict, read_metrics, render_trial_plots, trial_outco
 from .trial.directory import METRICS, PLAN, PROPAGATION
 from .trial.plots import LEARNING_CURVE, PROPAGATION_PLOT
 
-METRIC_KEYS = ("epoch", "train_loss", "train_error", "val_error", "test_error", "lr",
-               "epoch_seconds", "eval_seconds", "images_per_second", "objective")
+METRIC_NAMES = {
+    "epoch": "epoch", "train_loss": "train/loss", "train_error": "train/error",
+    "lr": "train/lr", "val_error": "val/error", "objective": "val/objective",
+    "test_error": "test/error", "epoch_seconds": "time/train_seconds",
+    "eval_seconds": "time/eval_seconds", "images_per_second": "time/images_per_second",
+}
+"""A trial's metric -> its MLflow name: prefixes group the charts in the MLflow UI (train/,
+val/, test/, prop/ for the propagation summaries, time/)."""
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+"""MLflow 3's UI opens an experiment so tagged as model training, not as a GenAI project."""
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_FILES = (METRICS, PLAN, PROPAGATION, LEARNING_CURVE, PROPAGATION_PLOT)
 """What a trial's directory contributes to its MLflow run's artifacts (with final_metrics.json)."""
@@ -66,17 +74,22 @@ def client(uri: str):
 
 def experiment_id(mlflow_client, name: str, artifact_location: str | None) -> str:
     experiment = mlflow_client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow_client.create_experiment(name, artifact_location=artifact_location)
+    if experiment is None:
+        return mlflow_client.create_experiment(name, artifact_location=artifact_location,
+                                               tags=EXPERIMENT_KIND)
+    for key, value in EXPERIMENT_KIND.items():
+        if experiment.tags.get(key) != value:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The trial's own metrics (not Ray's bookkeeping); a NaN loss is logged as NaN: it is
-    how a diverged trial looks."""
-    keys = [k for k in result if k in METRIC_KEYS or k.startswith("prop_")]
-    return {k: float(result[k]) for k in keys
-            if isinstance(result[k], (int, float)) and not isinstance(result[k], bool)}
+    """The trial's own metrics (not Ray's bookkeeping) under their MLflow names; a NaN loss
+    is logged as NaN: it is how a diverged trial looks."""
+    names = {k: METRIC_NAMES.get(k) or ("prop/" + k[len("prop_"):] if k.startswith("prop_")
+                                        else None) for k in result}
+    return {name: float(result[k]) for k, name in names.items()
+            if name and isinstance(result[k], (int, float)) and not isinstance(result[k], bool)}
 
 
 class MlflowTracker(tune.Callback):
@@ -87,8 +100,11 @@ class MlflowTracker(tune.Callback):
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
-                 search_name: str, space_name: str, work_root: str):
+                 search_name: str, space_name: str, work_root: str,
+                 optuna_storage: str | None = None):
         self.tracking_uri = tracking_uri
+        self.optuna_storage = optuna_storage
+        """The study's storage: each Optuna trial gets its MLflow run ids (`_link`)."""
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.search_name, self.space_name = search_name, space_name
@@ -158,7 +174,23 @@ class MlflowTracker(tune.Callback):
         client_.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self.runs[key] = run.info.run_id
         self.logged[key] = set()
+        self._link(number, seed, run.info.run_id)
         return run.info.run_id
+
+    def _link(self, number: int, seed: int, run_id: str) -> None:
+        """The other direction of the lineage: the Optuna trial holds its MLflow run ids
+        (user attribute `mlflow_run_id.s<seed>`), as the run holds `optuna_trial`."""
+        if not self.optuna_storage:
+            return
+        import optuna
+
+        storage = optuna.storages.RDBStorage(self.optuna_storage)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(self.search_name), number)
+        try:
+            storage.set_trial_user_attr(trial_id, f"mlflow_run_id.s{seed}", run_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # told before this run was created (a resumed search): the run has the link
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         self._log_epochs(trial, [result])
@@ -272,8 +304,8 @@ def trial_records(uri: str, experiment: str, parent_run_id: str) -> list[dict[st
             "configuration": label(sampled, tags.get("network", "")),
             "configuration_key": tags.get("configuration_key", tags["optuna_trial"]),
             "outcome": tags.get("outcome", "running"), "epochs": int(metrics.get("epoch", 0)),
-            **{k: metrics.get(k) for k in ("val_error", "test_error", "train_error",
-                                           "train_loss")},
+            **{k: metrics.get(METRIC_NAMES[k]) for k in ("val_error", "test_error",
+                                                         "train_error", "train_loss")},
             "mlflow_run_id": run.info.run_id, "ray_trial_id": tags.get("ray_trial_id", ""),
             **{f"param.{k}": v for k, v in sampled.items()},
             "params_flat": json.dumps({k: params[k] for k in sorted(params)})})

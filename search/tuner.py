@@ -67,7 +67,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
         scheduler = FIFOScheduler()
     callbacks = [MlflowTracker(settings.tracking_uri, state["experiment_id"],
                                state["parent_run_id"], settings.name, space.name,
-                               str(settings.paths.work))]
+                               str(settings.paths.work), settings.optuna_storage)]
     if config.progress:
         callbacks.append(ProgressPrinter(total))
     return tune.Tuner(

@@ -1,48 +1,53 @@
 """The paper's spaces: Table 1 (shortcuts), Table 2 (activations) and both axes jointly.
 
 Each is a factory of a `Scale`, registered by name; its anchors are the paper's rows
-(`residual.paper`), enqueued so every search measures the known answers first.
+(`residual.paper`), enqueued so every search measures the known answers first. What a shortcut
+samples and how its Table 1 row reads as parameters is its kind's declaration
+(`residual.kinds`), so this module names no shortcut parameter itself.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-import optuna
-
-from residual import ACTIVATIONS, SHORTCUTS
+from residual import ACTIVATIONS, SHORTCUT_KINDS, SHORTCUTS, ShortcutKind, UnitSpec
 from residual.paper import TABLE1, TABLE2
-from residual.specs import GATED
 
 from .registry import register_space
 from .scales import Scale
-from .space import ONE_MINUS_LAMBDA, SearchSpace
+from .space import SearchSpace, SpaceError
+
+if TYPE_CHECKING:
+    import optuna
 
 
-def suggest_shortcut(trial: optuna.trial.BaseTrial) -> str:
-    """Table 1's axis: the shortcut, with the parameter only that shortcut has (conditional)."""
-    shortcut = trial.suggest_categorical("shortcut", list(SHORTCUTS))
-    if shortcut == "scaling":
-        trial.suggest_float("lam", 0.0, 1.0)
-        trial.suggest_categorical("branch_scale", [1.0, ONE_MINUS_LAMBDA])
-    elif shortcut in GATED:
-        trial.suggest_float("gate_bias", -10.0, 0.0)  # the paper searched 0, -1, ..., -10
-    elif shortcut == "dropout":
-        trial.suggest_float("dropout_p", 0.1, 0.9)
+def suggest_shortcut(trial: optuna.trial.BaseTrial,
+                     kinds: Iterable[str | ShortcutKind] = SHORTCUTS) -> str:
+    """Table 1's axis: the shortcut, then the parameters only that shortcut has (conditional),
+    each within its kind's declared search range or choices.
+
+    `kinds` defaults to the paper's six, whatever else is registered, so a built-in space
+    searches Table 1 exactly; a space of one's own passes its kinds (names or `ShortcutKind`s).
+    """
+    by_name = {kind.name: kind for kind in map(_kind, kinds)}
+    shortcut = trial.suggest_categorical("shortcut", list(by_name))
+    by_name[shortcut].suggest(trial)
     return shortcut
 
 
-def _table1_anchor(unit) -> dict[str, Any]:
-    """A Table 1 row as the parameters `suggest_shortcut` samples."""
-    anchor: dict[str, Any] = {"shortcut": unit.shortcut}
-    if unit.shortcut == "scaling":
-        frozen = unit.branch_scale != 1.0 and unit.branch_scale == 1.0 - unit.lam
-        anchor.update(lam=unit.lam, branch_scale=ONE_MINUS_LAMBDA if frozen else 1.0)
-    elif unit.gated:
-        anchor["gate_bias"] = unit.gate_bias
-    elif unit.shortcut == "dropout":
-        anchor["dropout_p"] = unit.dropout_p
-    return anchor
+def table1_anchor(unit: UnitSpec) -> dict[str, Any]:
+    """A Table 1 row as the parameters `suggest_shortcut` samples (its kind's mapping)."""
+    return SHORTCUT_KINDS[unit.shortcut].to_search_params(unit)
+
+
+def _kind(kind: str | ShortcutKind) -> ShortcutKind:
+    if isinstance(kind, ShortcutKind):
+        return kind
+    if kind not in SHORTCUT_KINDS:
+        raise SpaceError(f"shortcut kind {kind!r} is not registered; allowed: "
+                         f"{' | '.join(SHORTCUT_KINDS)}")
+    return SHORTCUT_KINDS[kind]
 
 
 @register_space("paper-table1", "shortcut types (Table 1): identity, constant scaling, "
@@ -52,7 +57,7 @@ def paper_table1(scale: Scale) -> SearchSpace:
         suggest_shortcut(trial)
 
     return SearchSpace("paper-table1", define, fixed={"activation": "original"},
-                       anchors=[_table1_anchor(row.unit) for row in TABLE1])
+                       anchors=[table1_anchor(row.unit) for row in TABLE1])
 
 
 @register_space("paper-table2", "activation placements (Table 2) with identity shortcuts, "

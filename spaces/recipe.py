@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from residual.validation import check_choice, check_int, check_number
+
 SCHEDULES = ("step", "cosine", "onecycle")
 
 
@@ -37,22 +39,15 @@ class Recipe:
     """A trial whose training error is still at chance after this many epochs has diverged."""
 
     def __post_init__(self) -> None:
-        _positive_int(self, "epochs", 1)
-        _positive_int(self, "batch_size", 1)
-        _positive_int(self, "image_size", 4)
-        _positive_int(self, "val_size", 1)  # the search's objective is the validation error
-        _positive_int(self, "chance_epochs", 1)
+        # val_size >= 1: the search's objective is the validation error.
+        for name, low in (("epochs", 1), ("batch_size", 1), ("image_size", 4), ("val_size", 1),
+                          ("chance_epochs", 1)):
+            check_int("Recipe", name, getattr(self, name), low)
         if self.train_size is not None:
-            _positive_int(self, "train_size", 1)
+            check_int("Recipe", "train_size", self.train_size, 1)
         for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "warmup_lr"):
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not math.isfinite(value) or value < 0):
-                raise ValueError(f"Recipe.{name}={value!r} is invalid; allowed: a finite "
-                                 f"number >= 0")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"Recipe.schedule={self.schedule!r} is invalid; allowed: "
-                             f"{' | '.join(SCHEDULES)}")
+            check_number("Recipe", name, getattr(self, name), 0)
+        check_choice("Recipe", "schedule", self.schedule, SCHEDULES)
 
     def lr_at(self, epoch: float) -> float:
         """Learning rate at a (fractional) epoch of the budget."""
@@ -74,8 +69,3 @@ class Recipe:
 
 RECIPE_FIELDS = tuple(f.name for f in fields(Recipe))
 
-
-def _positive_int(recipe: Recipe, name: str, low: int) -> None:
-    value = getattr(recipe, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"Recipe.{name}={value!r} is invalid; allowed: an integer >= {low}")

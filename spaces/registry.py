@@ -1,7 +1,9 @@
-"""Finding a space: a built-in name, `path/to/file.py:name` or `package.module:name`.
+"""Finding a space: a registered name, `path/to/file.py:name` or `package.module:name`.
 
 A user's space lives in their own file; the attribute it names is a `SearchSpace`, or a
 function of a `Scale` returning one (as the built-ins are), so it can size itself per scale.
+This module holds the registry; `spaces.builtin` registers the paper's spaces into it, and
+`import spaces` imports both (the arrow points one way: builtin -> registry).
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ def register_space(name: str, description: str) -> Callable[[SpaceFactory], Spac
 
 
 def list_spaces() -> list[RegisteredSpace]:
-    from . import builtin  # noqa: F401  (registers the paper's spaces)
-
+    """Every registered space (the paper's Tables 1-2 and their joint space, and any other
+    registered), by name."""
     return sorted(BUILTIN_SPACES.values(), key=lambda s: s.name)
 
 

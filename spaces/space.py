@@ -15,31 +15,32 @@ The define function receives an Optuna trial and uses ordinary `if` for conditio
 (DESIGN.md: Ray's dict spaces cannot say "a gate bias exists only for gated shortcuts"). It may
 return a dict of derived values, merged into the sampled parameters. Parameter names are the
 fields of `residual.UnitSpec` / `residual.NetSpec` and of `spaces.Recipe`.
+
+Optuna is imported where a study is made (`check`), never at import: describing and listing
+spaces stays light (`resnet-search list-spaces` answers without loading Optuna or PyTorch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
-import optuna
-
-from residual import NetSpec, UnitSpec
-from residual.specs import SHORTCUT_PARAMS
+from residual import SHORTCUT_KINDS, NetSpec, UnitSpec
 
 from .recipe import RECIPE_FIELDS, Recipe
 from .scales import Scale, get_scale
 
-UNIT_KEYS = ("shortcut", "activation", *SHORTCUT_PARAMS, "bottleneck")
+if TYPE_CHECKING:  # Optuna loads when a space is sampled, not when one is listed
+    import optuna
+
+UNIT_KEYS = tuple(f.name for f in fields(UnitSpec))
 NET_KEYS = ("depth", "width", "downsample")
 PARAM_KEYS = UNIT_KEYS + NET_KEYS + RECIPE_FIELDS
 ANCHOR_ATTR = "anchor"
 """The Optuna user attribute that carries an enqueued anchor's full parameters."""
-ONE_MINUS_LAMBDA = "1-lambda"
-"""A `branch_scale` value meaning s = 1 - lambda (Table 1's "frozen gating" row)."""
 
-Define = Callable[[optuna.trial.BaseTrial], Mapping[str, Any] | None]
+Define = Callable[["optuna.trial.BaseTrial"], "Mapping[str, Any] | None"]
 
 
 class SpaceError(ValueError):
@@ -122,18 +123,14 @@ class SearchSpace:
         for anchor in self.anchors:
             study.enqueue_trial(anchor, user_attrs={ANCHOR_ATTR: anchor}, skip_if_exists=True)
 
-    def spec_from_params(self, params: Mapping[str, Any], scale: str | Scale = "small",
-                         num_classes: int = 10, in_channels: int = 3) -> tuple[NetSpec, Recipe]:
-        """A flat sampled dict as the `residual.NetSpec` and training `Recipe` it means."""
-        plan = self.plan(params, scale, num_classes=num_classes, in_channels=in_channels)
-        return plan.net, plan.recipe
-
     def plan(self, params: Mapping[str, Any], scale: str | Scale = "small", seed: int = 0,
              num_classes: int = 10, in_channels: int = 3) -> TrialPlan:
-        """Resolve params over the space's fixed values over the scale's defaults.
+        """Resolve params over the space's fixed values over the scale's defaults: the
+        `residual.NetSpec` and training `Recipe` a flat sampled dict means.
 
-        Invalid combinations raise the `residual` validation error (a ValueError naming the
-        field), prefixed with the space's name.
+        The shortcut's kind reads its own search values back (`"1-lambda"` becomes the number
+        s = 1 - lambda, Table 1). Invalid combinations raise the `residual` validation error (a
+        ValueError naming the field), prefixed with the space's name.
         """
         scale = get_scale(scale)
         values = {**self.fixed, **params}
@@ -141,8 +138,10 @@ class SearchSpace:
             self._check_key(key, "given")
         try:
             unit_values = {k: values[k] for k in UNIT_KEYS if k in values}
-            if unit_values.get("branch_scale") == ONE_MINUS_LAMBDA:
-                unit_values["branch_scale"] = 1.0 - unit_values.get("lam", 0.5)
+            shortcut = unit_values.get("shortcut", UnitSpec.shortcut)
+            kind = SHORTCUT_KINDS.get(shortcut) if isinstance(shortcut, str) else None
+            if kind is not None:  # an unknown shortcut is for UnitSpec to name
+                unit_values = kind.from_search_params(unit_values)
             unit = UnitSpec(**unit_values)
             net = NetSpec(depth=values.get("depth", scale.depth_for(unit.bottleneck)), unit=unit,
                           width=values.get("width", scale.width),
@@ -163,6 +162,8 @@ class SearchSpace:
         here), then `samples` random trials, so a wrong choice in a rarely taken branch is
         likely to show before any trial trains.
         """
+        import optuna
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         self.enqueue_anchors(study)  # anchors go through the define function too

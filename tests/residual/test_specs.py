@@ -91,10 +91,11 @@ def test_error_lists_the_allowed_values():
 
 
 def test_registries_cover_the_declared_names():
+    from residual.kinds import SHORTCUT_KINDS
     from residual.placements import PLACEMENTS
     from residual.shortcuts import SHORTCUT_REGISTRY
 
-    assert tuple(SHORTCUT_REGISTRY) == SHORTCUTS
+    assert tuple(SHORTCUT_REGISTRY) == tuple(SHORTCUT_KINDS) == SHORTCUTS
     assert tuple(PLACEMENTS) == ACTIVATIONS
     assert len(list_variants()) == 30 and len(list_variants(bottleneck=True)) == 30
 
@@ -104,3 +105,21 @@ def test_name_labels_every_variant():
     assert len(names) == 30
     assert NetSpec(110, UnitSpec("exclusive_gate", gate_bias=-6)).name == \
         "resnet110-exclusive_gate-bg-6-original"
+    assert NetSpec(110, UnitSpec("identity", "full_preact")).name == \
+        "resnet110-identity-full_preact"
+    assert NetSpec(56, UnitSpec("scaling")).name == "resnet56-scaling-lam0.5-s1-original"
+    assert NetSpec(56, UnitSpec("dropout")).name == "resnet56-dropout-p0.5-original"
+
+
+def test_a_parameter_of_another_shortcut_names_its_users():
+    with pytest.raises(ValueError) as info:
+        UnitSpec("identity", gate_bias=-6.0)
+    assert str(info.value) == ("UnitSpec.gate_bias=-6.0 is invalid; allowed: None with "
+                               "shortcut='identity' (only used by exclusive_gate | "
+                               "shortcut_gate)")
+
+
+@pytest.mark.parametrize("field", ["shortcut", "activation"])
+def test_an_unhashable_name_is_refused_like_any_other(field):
+    with pytest.raises(ValueError, match=f"UnitSpec.{field}=\\['x'\\] is invalid"):
+        UnitSpec(**{field: ["x"]})

@@ -79,10 +79,10 @@ def test_a_failure_keeps_its_measured_error_and_carries_the_label(tmp_path, mlfl
         key = run_.data.tags["configuration_key"]
         row = result.ranking.set_index("configuration_key").loc[key]
         assert run_.data.tags.get("fail", "") == row["fail"]
-        assert run_.data.metrics["test_error"] == row["test_error_mean"]  # one seed
+        assert run_.data.metrics["test/error"] == row["test_error_mean"]  # one seed
         work = result.directory / "trials" / run_.data.tags["run_key"] / "result.json"
         saved = json.loads(work.read_text())["metrics"]
-        assert saved["test_error"] == run_.data.metrics["test_error"]
+        assert saved["test_error"] == run_.data.metrics["test/error"]
 
 
 def _image_tree(root, classes=3, per_class=12):

@@ -40,7 +40,7 @@ def test_user_space_search_from_the_command_line(tmp_path, space_file, cli, mlfl
         assert ("gate_bias" in run_.data.params) == (run_.data.params["shortcut"]
                                                      == "shortcut_gate")
         assert run_.data.tags["outcome"] in ("ok", "diverged")
-        history = client.get_metric_history(run_.info.run_id, "train_loss")
+        history = client.get_metric_history(run_.info.run_id, "train/loss")
         expected_epochs = EPOCHS if run_.data.tags["outcome"] == "ok" else 1
         assert sorted(m.step for m in history) == list(range(1, expected_epochs + 1))
         artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}

@@ -57,13 +57,13 @@ def test_user_space_from_a_file_sampled_by_a_real_study(user_file):
     assert len(study.trials) == 24
 
 
-def test_spec_from_params_gives_the_network_and_the_recipe():
+def test_plan_gives_the_network_and_the_recipe():
     space = load_space("paper-table1", "small")
-    net, recipe = space.spec_from_params({"shortcut": "exclusive_gate", "gate_bias": -6.0},
-                                         "small", num_classes=100)
-    assert net == NetSpec(56, UnitSpec("exclusive_gate", "original", gate_bias=-6.0), width=8,
-                          num_classes=100)
-    assert recipe == SCALES["small"].recipe and recipe.epochs == 10
+    plan = space.plan({"shortcut": "exclusive_gate", "gate_bias": -6.0}, "small",
+                      num_classes=100)
+    assert plan.net == NetSpec(56, UnitSpec("exclusive_gate", "original", gate_bias=-6.0),
+                               width=8, num_classes=100)
+    assert plan.recipe == SCALES["small"].recipe and plan.recipe.epochs == 10
 
 
 def test_a_factory_of_scale_is_a_space_too(tmp_path):
