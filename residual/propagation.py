@@ -140,7 +140,9 @@ def _gate_carry(net: ResNet, inputs: list[Tensor]) -> list[float] | None:
     """mean(1 - g(x_l)) per unit, for kinds declared `gated` (their module has `gate(x)`)."""
     if not net.spec.unit.gated:
         return None
-    return [(1 - unit.shortcut.gate(x)).mean().item() for unit, x in zip(net.units, inputs)]
+    with torch.autocast(inputs[0].device.type, enabled=False):  # as the unit computes g: fp32
+        return [(1 - unit.shortcut.gate(x.float())).mean().item()
+                for unit, x in zip(net.units, inputs)]
 
 
 def plot_propagation(profiles: PropagationProfile | dict[str, PropagationProfile],

@@ -125,10 +125,14 @@ class NetSpec:
 
     @property
     def name(self) -> str:
-        """A short label for tables and plots, e.g. `resnet110-identity-full_preact`."""
+        """A short label for tables and plots, e.g. `resnet110-identity-full_preact`,
+        `resnet56-bottleneck-identity-original`: basic and bottleneck networks of one depth
+        (the small scale's ResNet-56 pair) are told apart."""
         unit = self.unit
         shortcut = SHORTCUT_KINDS[unit.shortcut].label_fragment(unit)
-        return f"resnet{self.depth}-{unit.shortcut}{shortcut}-{PLACEMENTS[unit.activation].label}"
+        kind = "-bottleneck" if unit.bottleneck else ""
+        return (f"resnet{self.depth}{kind}-{unit.shortcut}{shortcut}-"
+                f"{PLACEMENTS[unit.activation].label}")
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

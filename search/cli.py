@@ -122,13 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reduction-factor", type=_positive, help="ASHA reduction factor "
                      "(default 2)")
     run.add_argument("--epochs", type=_positive, help="epoch budget (default: the scale's)")
-    run.add_argument("--concurrency", type=_positive, help="trials at once (default: as many "
-                     "as the CPUs/GPUs hold)")
+    run.add_argument("--concurrency", type=_positive, help="trials at once, running or waiting "
+                     "for resources (default: a local Ray, as many as this machine's CPUs/GPUs "
+                     "hold; a cluster, every trial of the search, so the waiting ones are "
+                     "demand Ray's autoscaler scales up for; TPE's constant liar keeps parallel "
+                     "suggestions apart)")
     run.add_argument("--cpus-per-trial", type=_positive_float, help="default 1")
     run.add_argument("--gpus-per-trial", type=_non_negative_float, help="fractions share a "
                      "GPU (default 0)")
-    run.add_argument("--address", help="Ray cluster: auto | ray://HOST:PORT (default: start "
-                     "a local Ray)")
+    run.add_argument("--address", help="join a running Ray cluster from one of its nodes: auto "
+                     "| HOST:PORT (its GCS address); ray:// is refused: submit with `ray job "
+                     "submit` instead (default: start a local Ray listening on 127.0.0.1, token "
+                     "auth on)")
     run.add_argument("--tracking-uri", help="MLflow: http://HOST:PORT or sqlite:///PATH "
                      "(default sqlite:///<results-dir>/mlflow.db)")
     run.add_argument("--experiment", help="MLflow experiment name (default resnet-search)")
@@ -141,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
                      "raised (default 1)")
     run.add_argument("--seed", type=_non_negative, help="sampler seed (default 0)")
-    run.add_argument("--device", help="auto | cpu | cuda (default auto)")
+    run.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto: cuda in trials "
+                     "Ray gives a GPU with --gpus-per-trial, else cpu); cuda without a GPU is "
+                     "refused before anything runs")
     _add_run_option_flags(run)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on 127.0.0.1")
@@ -220,7 +227,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(values.get("out") or Path("results", "train", space.name,
                                          f"{plan.net.name}-seed{plan.seed}"))
     resuming = (out / "checkpoint.pt").exists()
-    print(f"{plan.net.name} (seed {plan.seed}, {plan.recipe.epochs} epochs, "
+    epochs = plan.recipe.budget_epochs(len(data.train_y))
+    print(f"{plan.net.name} (seed {plan.seed}, {epochs} epochs, "
           f"{plan.recipe.schedule} lr {plan.recipe.lr:g}) on {data.describe()}")
     print(f"{'resuming' if resuming else 'writing'} {out}", flush=True)
 
@@ -228,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         errors = ("diverged" if m["outcome"] == "diverged" else
                   f"val {100 * m['val_error']:5.1f}%" + (f" test {100 * m['test_error']:5.1f}%"
                                                          if "test_error" in m else ""))
-        print(f"epoch {m['epoch']:3d}/{plan.recipe.epochs} loss {m['train_loss']:.4f} "
+        print(f"epoch {m['epoch']:3d}/{epochs} loss {m['train_loss']:.4f} "
               f"train {100 * m['train_error']:5.1f}% {errors} lr {m['lr']:.4g} "
               f"{m['epoch_seconds']:.1f}s+{m.get('eval_seconds', 0):.1f}s "
               f"{m['images_per_second']:.0f} img/s", flush=True)

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from residual.kinds import SHORTCUT_PARAMS
 from residual.paper import FAIL_THRESHOLD, TABLE1
-from spaces.space import NET_KEYS, UNIT_KEYS
 
 METRICS = ("val_error", "test_error", "train_error")
 _PAPER_BASELINE = TABLE1[0].error / 100  # the original unit, 6.61%
@@ -26,11 +26,16 @@ FAIL_FRACTION = (FAIL_THRESHOLD / 100 - _PAPER_BASELINE) / (0.9 - _PAPER_BASELIN
 """Where the paper's "fail" (20%) lies between its baseline (6.61%) and chance (90%): 0.16."""
 
 
+NAMED = ("shortcut", "activation", "bottleneck", "depth", *SHORTCUT_PARAMS[:-1])
+"""Parameters `NetSpec.name` shows (every shortcut parameter but dropout_rescale)."""
+
+
 def label(params: dict[str, Any], net_name: str) -> str:
-    """A configuration's short name: the network's name, plus any non-network parameter,
-    e.g. `resnet56-exclusive_gate-bg-6-original [lr=0.05]`."""
+    """A configuration's short name: the network's name, plus every other parameter that was
+    sampled or fixed by an anchor, e.g. `resnet56-exclusive_gate-bg-6-original [lr=0.05]`, so
+    two configurations never share a label."""
     rest = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in params.items() if k not in UNIT_KEYS + NET_KEYS)
+                     for k, v in params.items() if k not in NAMED)
     return f"{net_name} [{rest}]" if rest else net_name
 
 

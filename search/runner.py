@@ -33,8 +33,15 @@ from .tracking import (
     start_search_run,
     trial_records,
 )
+from .trainable import StagedData, data_regime
 from .trial import load_trial_data
-from .tuner import connect_ray, default_concurrency, make_tuner
+from .tuner import (
+    check_local_device,
+    check_ray_devices,
+    connect_ray,
+    default_concurrency,
+    make_tuner,
+)
 
 
 @dataclass
@@ -52,11 +59,14 @@ class SearchResult:
     files: list[Path] = field(default_factory=list)
 
 
-def prepare(space: str | SearchSpace, config: SearchConfig) -> tuple[SearchSpace, Settings]:
+def prepare(space: str | SearchSpace,
+            config: SearchConfig) -> tuple[SearchSpace, Settings, StagedData]:
     """Every check that needs no Ray and writes nothing: space, data, tracking store.
 
-    Returns the loaded space and the resolved settings; raises SpaceError, DataError,
-    SearchConfigError or TrackingError with a one-line message.
+    Returns the loaded space, the resolved settings and the data, loaded once here: the trials
+    get it from Ray's object store, so the data path is read on this machine only (and may be
+    gone once this returns). Raises SpaceError, DataError, SearchConfigError or TrackingError
+    with a one-line message.
     """
     scale = get_scale(config.scale)
     space = load_space(space, scale)
@@ -78,13 +88,13 @@ def prepare(space: str | SearchSpace, config: SearchConfig) -> tuple[SearchSpace
         optuna_storage=config.optuna_storage or paths.optuna_uri,
         storage=_storage_uri(config.storage) if config.storage else str(paths.ray_storage),
         dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, overrides=overrides,
-        configurations=configurations, epochs=plan.recipe.epochs,
+        configurations=configurations, epochs=plan.recipe.budget_epochs(len(data.train_y)),
         num_classes=data.num_classes, in_channels=data.in_channels,
         identity={"space_source": space.source, "scale": scale.name, "dataset": dataset,
                   "sampler": config.sampler, "seeds": config.seeds, "tracking_uri": uri,
-                  "epochs": plan.recipe.epochs, "trials": configurations})
+                  "recipe": plan.recipe.to_dict(), "trials": configurations})
     _check_same_search(paths, settings.identity)
-    return space, settings
+    return space, settings, StagedData(data_regime(plan.recipe, dataset), data)
 
 
 def _check_same_search(paths: SearchPaths, identity: dict) -> None:
@@ -103,15 +113,17 @@ def _check_same_search(paths: SearchPaths, identity: dict) -> None:
 def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchResult:
     """Run (or resume) a search over `space`; see the module docstring."""
     config = config or SearchConfig()
-    space, settings = prepare(space, config)  # every check, before anything is written
+    space, settings, data = prepare(space, config)  # every check, before anything is written
     if config.progress:
         print(f"search {settings.name}: space {space.name} ({space.source}), "
               f"{config.scale} scale, {settings.configurations} configurations x "
               f"{config.seeds} seeds, sampler {config.sampler}, scheduler {config.scheduler}",
               flush=True)
     paths = settings.paths
+    check_local_device(config)  # before Ray starts
     started_ray = connect_ray(config)
     try:
+        check_ray_devices(config)  # before anything is written
         paths.work.mkdir(parents=True, exist_ok=True)
         state = _search_state(space, config, settings)
         searcher = SpaceSearcher(
@@ -125,9 +137,9 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                           "threads": max(1, int(config.cpus_per_trial))},
             data_shape={"num_classes": settings.num_classes,
                         "in_channels": settings.in_channels})
-        tuner = make_tuner(config, settings, searcher, state, space,
-                           total=settings.configurations * config.seeds,
-                           concurrency=config.concurrency or default_concurrency(config))
+        total = settings.configurations * config.seeds
+        tuner = make_tuner(config, settings, searcher, state, space, total=total,
+                           concurrency=default_concurrency(config, total), data=data)
         tuner.fit()
         return _finish(space, config, state, settings)
     finally:

@@ -147,8 +147,12 @@ class SearchSpace:
                           width=values.get("width", scale.width),
                           downsample=values.get("downsample"),
                           num_classes=num_classes, in_channels=in_channels)
-            recipe_values = {**scale.recipe.to_dict(),
-                             **{k: values[k] for k in RECIPE_FIELDS if k in values}}
+            given = {k: values[k] for k in RECIPE_FIELDS if k in values}
+            # A budget given in one unit replaces the scale's budget in the other.
+            for unit, other in (("epochs", "iterations"), ("iterations", "epochs")):
+                if unit in given and other not in given:
+                    given[other] = None
+            recipe_values = {**scale.recipe.to_dict(), **given}
             recipe = Recipe(**recipe_values)
         except (TypeError, ValueError) as error:
             raise SpaceError(f"space {self.name!r}: {error}") from None

@@ -127,3 +127,32 @@ def test_plot_writes_a_png(tmp_path):
     path = plot_propagation(profiles, tmp_path / "propagation.png", title="two variants")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+@pytest.mark.parametrize("unit", [
+    UnitSpec("exclusive_gate", "original", gate_bias=-6.0),
+    UnitSpec("identity", "full_preact"),
+    UnitSpec("scaling", "full_preact", lam=0.99),
+], ids=["exclusive_gate", "identity", "scaling"])
+def test_bf16_keeps_the_shortcut_arithmetic_of_fp32(unit):
+    """54 units (ResNet-110) under bf16 autocast: each gate's carry 1 - g and the direct-path
+    share of Eq. 5/8 stay those of fp32, because the shortcut runs in fp32 (in bf16 itself,
+    1 - g at b_g = -6 would be 0.99609 instead of 0.99753: a carry of 0.81, not 0.875)."""
+    torch.manual_seed(0)
+    net = build_network(NetSpec(110, unit, width=4))
+    images, labels = torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    fp32 = measure_propagation(net, images, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = measure_propagation(net, images, labels)
+    assert fp32.num_units == 54
+    if unit.gated:  # the carry of each gate, and of all 54
+        assert 0.8 < math.prod(fp32.gate_carry) < 0.9
+        assert bf16.gate_carry == pytest.approx(fp32.gate_carry, rel=1e-3)
+        assert math.prod(bf16.gate_carry) == pytest.approx(math.prod(fp32.gate_carry), rel=1e-3)
+        return
+    # Inside the last stage (after its stride-2 unit): Eq. 5's 1, Eq. 8's prod(lambda).
+    expected = 0.99 ** 17 if unit.shortcut == "scaling" else 1.0
+    assert fp32.direct_path_share[-17] == pytest.approx(expected, rel=1e-5)
+    # Across a stage's zero-padded subsampling the share also depends on where dE/dx_L puts
+    # its mass (forward values, which the bf16 branches do change): compare within the stage.
+    assert bf16.direct_path_share[-17:] == pytest.approx(fp32.direct_path_share[-17:], rel=1e-3)

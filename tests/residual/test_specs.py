@@ -109,6 +109,7 @@ def test_name_labels_every_variant():
         "resnet110-identity-full_preact"
     assert NetSpec(56, UnitSpec("scaling")).name == "resnet56-scaling-lam0.5-s1-original"
     assert NetSpec(56, UnitSpec("dropout")).name == "resnet56-dropout-p0.5-original"
+    assert NetSpec(56, UnitSpec(bottleneck=True)).name == "resnet56-bottleneck-identity-original"
 
 
 def test_a_parameter_of_another_shortcut_names_its_users():

@@ -125,9 +125,16 @@ def test_projection_reads_the_preactivated_input(activation):
     net = build_network(NetSpec(20, UnitSpec(activation=activation, bottleneck=True), width=4))
     assert net.spec.downsample == "projection"
     unit = net.units[2]  # first unit of stage 2: stride 2, 16 -> 32 channels
-    assert unit.stride == 2 and isinstance(unit.reshape, nn.Conv2d)
+    assert unit.stride == 2
+    # Full pre-activation shares its BN+ReLU with the projection; ReLU-only pre-activation
+    # shares its ReLU, and the projection of that unnormalised input takes its own BN.
+    if activation == "relu_preact":
+        assert [type(m) for m in unit.reshape] == [nn.Conv2d, nn.BatchNorm2d]
+    else:
+        assert isinstance(unit.reshape, nn.Conv2d)
+    conv = unit.reshape if isinstance(unit.reshape, nn.Conv2d) else unit.reshape[0]
     seen = {}
-    unit.reshape.register_forward_hook(lambda m, inp, out: seen.update(input=inp[0]))
+    conv.register_forward_hook(lambda m, inp, out: seen.update(input=inp[0]))
     x = torch.randn(2, unit.in_channels, 8, 8)
     unit(x)
     assert torch.equal(seen["input"], unit.branch_start(x))

@@ -38,7 +38,7 @@ def test_config_file_and_default_output_directory(tmp_path):
     done = _run("train", "--config", "trial.yaml", "--threads", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "results" / "train" / "paper-table2" / \
-        "resnet11-identity-full_preact-seed0"
+        "resnet11-bottleneck-identity-full_preact-seed0"
     assert (out / "result.json").exists()
 
 

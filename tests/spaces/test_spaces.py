@@ -7,7 +7,7 @@ import pytest
 
 from residual import NetSpec, UnitSpec
 from residual.paper import TABLE1, TABLE2
-from spaces import SCALES, Recipe, SearchSpace, SpaceError, list_spaces, load_space
+from spaces import SCALES, Recipe, SearchSpace, SpaceError, get_scale, list_spaces, load_space
 
 USER_SPACE = '''
 from spaces import SearchSpace
@@ -197,17 +197,31 @@ def test_grid_enumerates_anchors_times_seeds():
         SearchSpace("x", lambda t: None).grid()
 
 
-def test_recipe_schedule_follows_the_paper():
-    recipe = Recipe()  # 164 epochs, warm-up one epoch at 0.01, /10 at 50% and 75%
-    assert recipe.lr_at(0.5) == 0.01
-    assert recipe.lr_at(1.0) == 0.1
-    assert recipe.lr_at(81.9) == 0.1
-    assert recipe.lr_at(82.0) == pytest.approx(0.01)
-    assert recipe.lr_at(123.0) == pytest.approx(0.001)
-    cosine = Recipe(epochs=10, schedule="cosine", warmup_epochs=0)
-    assert cosine.lr_at(0) == 0.1 and cosine.lr_at(5) == pytest.approx(0.05)
-    onecycle = Recipe(epochs=10, schedule="onecycle")
-    assert onecycle.lr_at(3) == pytest.approx(0.1) and onecycle.lr_at(0.1) < 0.01
+@pytest.mark.parametrize("train_images, epochs", [(45_000, 182), (50_000, 164)])
+def test_the_full_scale_schedule_counts_iterations_like_the_paper(train_images, epochs):
+    """0.01 for 400 steps, then 0.1, /10 at 32k and 48k, stop at 64k: whatever the training
+    set, the 45k search split or all 50k images."""
+    recipe = get_scale("full").recipe
+    total = recipe.total_steps(train_images)
+    assert total == 64_000 and recipe.budget_epochs(train_images) == epochs
+    lr = [recipe.lr_at(step, total) for step in range(total)]
+    drops = [step for step in range(1, total) if lr[step] < lr[step - 1]]
+    assert drops == [32_000, 48_000]
+    assert lr[0] == lr[399] == 0.01 and lr[400] == 0.1
+    assert lr[32_000] == pytest.approx(0.01) and lr[48_000] == pytest.approx(0.001)
+
+
+def test_other_schedules_and_budgets():
+    cosine = Recipe(epochs=10, iterations=None, schedule="cosine", warmup_iterations=0)
+    total = cosine.total_steps(1280)
+    assert total == 100 and cosine.lr_at(0, total) == 0.1
+    assert cosine.lr_at(50, total) == pytest.approx(0.05)
+    onecycle = Recipe(epochs=10, iterations=None, schedule="onecycle", warmup_iterations=0)
+    assert onecycle.lr_at(30, 100) == pytest.approx(0.1) and onecycle.lr_at(1, 100) < 0.01
+    with pytest.raises(ValueError, match="Recipe.warmup_iterations=400 is invalid"):
+        Recipe(epochs=10, iterations=None, schedule="onecycle")  # it ramps up by itself
+    with pytest.raises(ValueError, match="exactly one of the two budgets"):
+        Recipe(epochs=10)
     with pytest.raises(ValueError, match="Recipe.schedule='linear'"):
         Recipe(schedule="linear")
     # Without a validation split the objective would read 0% error on no images at all.

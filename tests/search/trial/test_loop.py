@@ -120,7 +120,7 @@ def test_directory_of_another_trial_is_refused(digits, tmp_path):
 def test_divergence_is_a_recorded_result_with_its_last_measured_errors(digits, tmp_path):
     reports = []
     # lr 0.1 for an epoch (measured errors), then a million: the loss becomes NaN.
-    plan = _plan({}, lr=1e6, warmup_epochs=1.0, warmup_lr=0.1, epochs=3)
+    plan = _plan({}, lr=1e6, warmup_iterations=16, warmup_lr=0.1, epochs=3)
     result = run_trial(plan, digits, tmp_path, reports.append, CPU)
     assert result.outcome == "diverged" and "non-finite" in result.reason
     first, last = reports[0], reports[-1]
@@ -136,7 +136,7 @@ def test_divergence_is_a_recorded_result_with_its_last_measured_errors(digits, t
 
 
 def test_stopping_at_chance_is_opt_in_and_keeps_measured_errors(digits, tmp_path):
-    plan = _plan({}, lr=10.0, warmup_epochs=0.0, epochs=4)
+    plan = _plan({}, lr=10.0, epochs=4)
     by_default = run_trial(plan, digits, tmp_path / "default", None, CPU)
     assert by_default.epochs == 4  # trained out, whatever its error
 
