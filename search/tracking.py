@@ -279,8 +279,17 @@ def start_search_run(uri: str, config: SearchConfig, space, name: str, dataset: 
 
     mlflow_client = client(uri)
     experiment = experiment_id(mlflow_client, config.experiment, artifact_location)
-    tags = {"search": name, "space": space.name, "space_source": space.source,
-            "scale": config.scale, "dataset": dataset, **provenance_tags()}
+    # A search resumed where its results directory is gone (a new cluster: the stores outlived
+    # `ray down`, the head's disk did not) finds its parent run by name instead of starting a
+    # second one beside its own trials.
+    earlier = mlflow_client.search_runs(
+        [experiment], filter_string=f"tags.search = '{name}' and tags.parent = 'true'",
+        max_results=1)
+    if earlier:
+        return experiment, earlier[0].info.run_id
+    tags = {"search": name, "parent": "true", "space": space.name,
+            "space_source": space.source, "scale": config.scale, "dataset": dataset,
+            **provenance_tags()}
     run_id = mlflow_client.create_run(experiment, run_name=name, tags=tags).info.run_id
     params = {k: v for k, v in asdict(config).items() if k != "progress" and v is not None}
     params.update(name=name, space=space.name, space_source=space.source,
