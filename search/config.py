@@ -5,6 +5,7 @@ No Ray, Optuna, MLflow or torch here: the command line reads its choices without
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +46,16 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     concurrency: int | None = None
-    """Trials at once; default: as many as the cluster's CPUs (or GPUs) hold."""
+    """Trials at once (running or waiting for resources). Default: on a local Ray, as many as
+    the machine's CPUs (and GPUs, with `gpus_per_trial`) hold; on a cluster (`address`), every
+    trial of the search, so trials waiting for resources show as demand to Ray's autoscaler and
+    the cluster grows to them instead of being capped at the nodes already up. The sampler
+    suggests that many at once: TPE's constant liar (and the anchors, which run first) keep
+    parallel suggestions apart. Give a number to cap it."""
     address: str | None = None
-    """None: start a local Ray; "auto" or "ray://host:port": join a cluster."""
+    """None: start a local Ray on 127.0.0.1 (token auth). "auto" or "HOST:PORT" (the GCS
+    address): join a running cluster from one of its nodes. "ray://" (Ray Client) is refused:
+    the SQLite stores and results would be written on the client, not the cluster."""
     tracking_uri: str | None = None
     """Default `sqlite:///<results_dir>/mlflow.db`; `http://host:port` for a server."""
     experiment: str = "resnet-search"
@@ -62,6 +70,10 @@ class SearchConfig:
     seed: int = 0
     """Sampler seed."""
     device: str = "auto"
+    """auto | cpu | cuda | cuda:N. auto: cuda in a trial Ray gave a GPU (`gpus_per_trial` > 0),
+    else cpu. A cuda device on a Ray without GPUs is refused before anything runs, and a trial
+    given a GPU that torch cannot see fails (never trains on the CPU instead); cpu trains on
+    the CPU even in a trial given a GPU."""
     bf16: bool = False
     """bf16 autocast on CUDA; fp32 (the default) is the paper's arithmetic."""
     stop_at_chance: int | None = None
@@ -95,11 +107,20 @@ class SearchConfig:
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise SearchConfigError(f"gpus_per_trial={self.gpus_per_trial!r} is invalid; "
                                     "allowed: a fraction <= 1 or a whole number")
+        if isinstance(self.address, str) and self.address.startswith("ray://"):
+            # Ray Client runs the driver on this machine: the SQLite stores, the Optuna study
+            # and the results would be written here while trials run on the cluster.
+            raise SearchConfigError(
+                f"address={self.address!r} is not supported: submit the search as a Ray job "
+                "(`ray job submit --address http://HEAD:8265 -- resnet-search run ...`) or run "
+                "it on the head node with --address auto")
         if self.address is not None and not (
-                self.address == "auto" or self.address.startswith("ray://")
-                or _host_port(self.address)):
+                self.address == "auto" or _host_port(self.address)):
             raise SearchConfigError(f"address={self.address!r} is invalid; allowed: auto | "
-                                    "ray://HOST:PORT | HOST:PORT")
+                                    "HOST:PORT (a cluster's GCS address)")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise SearchConfigError(f"device={self.device!r} is invalid; allowed: auto | cpu | "
+                                    "cuda | cuda:N")
         if self.tracking_uri is not None and not self.tracking_uri.startswith(
                 ("http://", "https://", "sqlite:///", "databricks", "postgresql", "mysql")):
             raise SearchConfigError(f"tracking_uri={self.tracking_uri!r} is invalid; allowed: "
@@ -116,7 +137,12 @@ class SearchConfig:
                                     f"{' | '.join(allowed)}")
 
 
-def _host_port(address: str) -> bool:
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
+def _host_port(address: object) -> bool:
+    if not isinstance(address, str):
+        return False
     host, _, port = address.rpartition(":")
     return bool(host) and port.isdigit()
 

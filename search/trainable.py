@@ -5,35 +5,65 @@ stop it and a restored search resumes it. The directory itself lives under the s
 results (`<results>/searches/<name>/trials/<run key>`, one per configuration and seed): on the
 machine that ran it, a restart resumes from there even when the driver died before Ray
 registered the last checkpoint; on another node it is rebuilt from Ray's copy.
+
+The data comes from the driver, through Ray's object store (`StagedData`), so a trial on a node
+without the driver's data path still trains; a trial whose recipe asks for another data regime
+(a searched image_size, train_size or val_size) loads its own from the path.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .trial import RunOptions, checkpoint_epoch, load_trial_data, plan_from_dict, run_trial
+from spaces import Recipe
+
+from .trial import (
+    RunOptions,
+    Splits,
+    checkpoint_epoch,
+    load_trial_data,
+    plan_from_dict,
+    run_trial,
+)
 
 
-def trial_function(config: dict[str, Any]) -> None:
+def data_regime(recipe: Recipe, dataset: str) -> tuple:
+    """What `load_trial_data` makes of a recipe: equal regimes, equal splits."""
+    return (dataset, recipe.image_size, recipe.train_size, recipe.val_size)
+
+
+@dataclass(frozen=True)
+class StagedData:
+    """Splits the driver loaded once, for the trials whose recipes share their regime."""
+
+    regime: tuple
+    splits: Splits
+
+
+def trial_function(config: dict[str, Any], data: StagedData | None = None) -> None:
     from ray import tune
 
     plan = plan_from_dict(config["plan"])
     work = Path(config["work_root"]) / config["run_key"]
+    options = RunOptions(device=trial_device(config.get("device", "auto")),
+                         threads=config.get("threads"), bf16=config.get("bf16", False),
+                         stop_at_chance=config.get("stop_at_chance"))
     _take_newer_checkpoint(tune.get_checkpoint(), work)
-    data = load_trial_data(plan.recipe, config["dataset"], config.get("data_dir"),
-                           config.get("cache_dir"))
+    if data is not None and data.regime == data_regime(plan.recipe, config["dataset"]):
+        splits = data.splits
+    else:
+        splits = load_trial_data(plan.recipe, config["dataset"], config.get("data_dir"),
+                                 config.get("cache_dir"))
     reported = []
 
     def report(metrics: dict[str, Any]) -> None:
         reported.append(metrics["epoch"])
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
 
-    options = RunOptions(device=config.get("device", "auto"), threads=config.get("threads"),
-                         bf16=config.get("bf16", False),
-                         stop_at_chance=config.get("stop_at_chance"))
-    result = run_trial(plan, data, work, report, options)
+    result = run_trial(plan, splits, work, report, options)
     if not reported:  # it had finished before a driver restart: hand Ray its result once
         tune.report(result.metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
 
@@ -45,3 +75,24 @@ def _take_newer_checkpoint(checkpoint, work: Path) -> None:
         if checkpoint_epoch(restored) > checkpoint_epoch(work):
             shutil.rmtree(work, ignore_errors=True)
             shutil.copytree(restored, work)
+
+
+def trial_device(device: str) -> str:
+    """The device a trial trains on. auto: cuda when Ray gave the trial a GPU, else cpu (Ray
+    does not hide GPUs from a trial given none, and such a trial must not take one). A trial
+    given a GPU that torch cannot see is an error, never a silent CPU run; cpu stays cpu."""
+    import ray
+    import torch
+
+    gpus = ray.get_gpu_ids()
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        import os
+
+        raise RuntimeError(
+            f"device={device!r}: Ray assigned this trial GPU(s) {gpus} but torch sees no CUDA "
+            f"device (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch "
+            f"{torch.__version__} built for CUDA {torch.version.cuda}); refusing to train on "
+            "the CPU instead")
+    return device

@@ -7,6 +7,8 @@ callbacks (MLflow tracking, progress) are wired here and nowhere else.
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 
 import ray
 from ray import tune
@@ -18,7 +20,9 @@ from .config import SearchConfig, SearchConfigError, Settings
 from .progress import ProgressPrinter
 from .searcher import SpaceSearcher
 from .tracking import MlflowTracker
-from .trainable import trial_function
+from .trainable import StagedData, trial_function
+
+LOOPBACK = "127.0.0.1"
 
 
 def connect_ray(config: SearchConfig) -> bool:
@@ -28,13 +32,11 @@ def connect_ray(config: SearchConfig) -> bool:
     # Experiment state (searcher included) saved every second rather than every ten: a
     # driver killed mid-search loses at most a second of bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
-              "configure_logging": True}
     try:
         if config.address is None:
-            ray.init(address="local", **kwargs)
+            start_local_ray()
         else:
-            ray.init(address=config.address, **kwargs)
+            ray.init(address=config.address, **_INIT_OPTIONS)
     except Exception as error:
         where = config.address or "a local Ray instance"
         raise SearchConfigError(f"cannot start or join Ray at {where}: "
@@ -42,19 +44,93 @@ def connect_ray(config: SearchConfig) -> bool:
     return True
 
 
-def default_concurrency(config: SearchConfig) -> int:
+_INIT_OPTIONS = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+                 "configure_logging": True}
+
+
+def start_local_ray(**resources) -> None:
+    """Start a one-machine Ray whose servers listen on the loopback only.
+
+    Every Ray server (GCS, raylet and object manager, workers' and the driver's gRPC servers,
+    runtime-env and dashboard agents) binds the node's IP address, or the loopback when that
+    address is a loopback one. `ray.init` rewrites a `_node_ip_address` of 127.0.0.1 into the
+    machine's external address (`services.resolve_ip_for_localhost`), except where Ray
+    clusters are disabled (its Windows/macOS default); that switch is held off for the
+    duration of this call only, so a later `ray.init(address=...)` in this process resolves
+    addresses as usual. Token authentication stays as Ray sets it (on for a local Ray unless
+    RAY_AUTH_MODE=disabled). `resources`: `ray.init`'s num_cpus, num_gpus, ... (tests declare
+    GPUs a machine does not have).
+    """
+    from ray._private import ray_constants
+
+    clusters = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", _node_ip_address=LOOPBACK, **_INIT_OPTIONS, **resources)
+    finally:
+        if clusters is None:
+            del ray_constants.ENABLE_RAY_CLUSTER
+        else:
+            ray_constants.ENABLE_RAY_CLUSTER = clusters
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:  # a Ray whose internals moved: say so rather than hide it
+        warnings.warn(f"the local Ray listens on {node_ip}, not only on {LOOPBACK}; token "
+                      "authentication is its guard", RuntimeWarning, stacklevel=2)
+
+
+def default_concurrency(config: SearchConfig, total: int) -> int:
+    """`SearchConfig.concurrency`'s default: see its docstring."""
+    if config.concurrency is not None:
+        return config.concurrency
+    if config.address is not None:  # a cluster: never capped at the nodes already up
+        return total
     resources = ray.cluster_resources()
     by_cpu = int(resources.get("CPU", 1) // config.cpus_per_trial)
     if config.gpus_per_trial:
         by_cpu = min(by_cpu, int(resources.get("GPU", 0) // config.gpus_per_trial))
-    return max(1, by_cpu)
+    return max(1, min(by_cpu, total))
+
+
+def check_local_device(config: SearchConfig) -> None:
+    """A cuda device for a local search needs a GPU torch can see: checked before Ray starts."""
+    if config.device.startswith("cuda") and config.address is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SearchConfigError(f"device={config.device!r} is unavailable: no CUDA GPU "
+                                    "here; allowed: auto | cpu")
+
+
+def check_ray_devices(config: SearchConfig) -> None:
+    """Refuse, once Ray is up and before anything is written, a search whose trials could not
+    use the GPU they ask for or, on a local Ray, would wait forever for one. A cluster's GPUs are
+    those of the nodes up now."""
+    wants_cuda = config.device.startswith("cuda")
+    local = config.address is None
+    gpus = ray.cluster_resources().get("GPU", 0)
+    where = "the local Ray" if local else f"the Ray cluster at {config.address}"
+    if wants_cuda and not gpus:
+        raise SearchConfigError(f"device={config.device!r} is unavailable: {where} has no "
+                                "GPU; allowed: auto | cpu")
+    if local and config.gpus_per_trial and not gpus:
+        raise SearchConfigError(f"gpus_per_trial={config.gpus_per_trial:g} is unavailable: "
+                                f"{where} has no GPU; allowed: 0")
+    if config.device == "auto" and not config.gpus_per_trial and gpus and config.progress:
+        print(f"note: trials train on the CPU; {where} has {gpus:g} GPU(s): pass "
+              "--gpus-per-trial (e.g. 0.25 to share one among 4 trials) to use them",
+              file=sys.stderr, flush=True)
 
 
 def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher, state: dict,
-               space: SearchSpace, total: int, concurrency: int) -> tune.Tuner:
-    """A new Tuner, or the search's own restored one when its experiment state exists."""
+               space: SearchSpace, total: int, concurrency: int,
+               data: StagedData | None = None) -> tune.Tuner:
+    """A new Tuner, or the search's own restored one when its experiment state exists.
+
+    `data`, the dataset the driver staged, reaches every trial through Ray's object store
+    (`tune.with_parameters`), on any node: no worker needs the driver's data path. A restored
+    Tuner gets the same wrapping (Tuner.restore needs the trainable again)."""
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
-    trainable = tune.with_resources(trial_function, resources)
+    trainable = tune.with_resources(tune.with_parameters(trial_function, data=data), resources)
     experiment = f"{settings.storage.rstrip('/')}/{settings.name}"
     if tune.Tuner.can_restore(experiment):
         return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,

@@ -55,16 +55,70 @@ def two_node_cluster(tmp_path, free_port):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_search_joins_a_running_cluster(tmp_path, two_node_cluster, cli):
+# `resnet-search run ARGS` whose dataset path is deleted as soon as the driver has staged it
+# (`runner.prepare` loaded it): trials on any node must get the data from Ray's object store.
+RUN_THEN_DELETE_THE_DATA = """
+import shutil, sys
+import search.runner
+from search.cli import main
+
+prepare = search.runner.prepare
+
+def prepare_then_delete(space, config):
+    prepared = prepare(space, config)
+    shutil.rmtree(config.dataset.removeprefix("imagefolder:"))
+    return prepared
+
+search.runner.prepare = prepare_then_delete
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _tiny_imagefolder(root: Path) -> Path:
+    """train/ and test/ of 3 classes of random 8x8 PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 40), ("test", 10)):
+        for label in ("a", "b", "c"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_search_joins_a_running_cluster(tmp_path, two_node_cluster):
     address, env = two_node_cluster
-    done = cli("run", "paper-table1", "--scale", "smoke", "--trials", 4, "--address", address,
-               "--scheduler", "none", "--name", "on-cluster", cwd=tmp_path, env=env)
+    data = _tiny_imagefolder(tmp_path / "images")
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_THEN_DELETE_THE_DATA, "run", "paper-table1", "--scale",
+         "smoke", "--trials", "4", "--address", address, "--scheduler", "none", "--name",
+         "on-cluster", "--dataset", f"imagefolder:{data}", "--cache-dir",
+         str(tmp_path / "cache")],
+        cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True,
+        timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert not data.exists()
     analysis = ExperimentAnalysis(str(tmp_path / "results" / "ray" / "on-cluster"))
     frame = analysis.dataframe()
     assert len(frame) == 4 and set(frame["outcome"]) <= {"ok", "diverged"}
     # Two nodes with one CPU each: two trials ran at once, one per node.
     assert frame["pid"].nunique() >= 2
+
+
+def test_cuda_on_a_cluster_without_gpus_is_refused(tmp_path, two_node_cluster, cli):
+    address, env = two_node_cluster
+    work = tmp_path / "work"
+    work.mkdir()
+    done = cli("run", "paper-table1", "--scale", "smoke", "--address", address, "--device",
+               "cuda", cwd=work, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"resnet-search: error: device='cuda' is unavailable: the "
+                                   f"Ray cluster at {address} has no GPU; allowed: auto | cpu")
+    assert list(work.iterdir()) == []  # no results directory, so no MLflow run
 
 
 def test_cluster_yaml_is_a_valid_ray_cluster_config():

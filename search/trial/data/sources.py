@@ -104,19 +104,13 @@ def _cifar_source(options: DataOptions) -> Source:
     else:
         root = options.resolved_cache_dir().resolve() / "torchvision"
     folder = root / folder_name
-    if not folder.is_dir():
+    if options.data_dir is not None:
         # Only the default root is downloaded into: an explicit data_dir is the user's data,
         # and a typo in it should be reported, not silently filled with a 170 MB download.
-        if options.data_dir is not None:
+        if not folder.is_dir():
             raise DataError(f"{name} not found in {root} (no {folder_name} there); {fix}")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            cls(str(root), train=True, download=True)
-        except Exception as err:  # offline: URLError; anything else is equally fatal here
-            reason = " ".join(str(err).split()) or type(err).__name__
-            raise DataError(
-                f"{name} not found in {root} and download failed ({reason}); {fix}"
-            ) from err
+    else:
+        _download_once(cls, name, root, folder, fix)
 
     def decode(size: int | None) -> dict:
         try:
@@ -134,6 +128,34 @@ def _cifar_source(options: DataOptions) -> Source:
 
     files = [folder, *sorted(folder.iterdir())]  # a handful of batch files
     return Source(name, (name, *map(_stat, files)), flip=True, decode=decode)
+
+
+def _download_once(cls, name: str, root: Path, folder: Path, fix: str) -> None:
+    """Download into the default root unless it holds the dataset, one process at a time.
+
+    Trials of a search (several per node, several nodes on one shared cache) start together;
+    without the lock each would see no folder and download, and one would read the folder
+    while another was still extracting into it. Readers wait on the lock too, so a folder
+    seen here is complete.
+    """
+    from filelock import FileLock
+
+    lock = root / f".{folder.name}.lock"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock.touch()
+    except OSError as err:
+        raise DataError(f"{name}: cannot write {lock} ({err.strerror}); {fix}") from err
+    with FileLock(lock):
+        if folder.is_dir():
+            return
+        try:
+            cls(str(root), train=True, download=True)
+        except Exception as err:  # offline: URLError; anything else is equally fatal here
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise DataError(
+                f"{name} not found in {root} and download failed ({reason}); {fix}"
+            ) from err
 
 
 def _stat(path: Path) -> tuple:
