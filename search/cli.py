@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
                      "raised (default 1)")
     run.add_argument("--seed", type=_non_negative, help="sampler seed (default 0)")
+    run.add_argument("--final-retrain", type=_non_negative, metavar="K", help="after the "
+                     "search, retrain the top K configurations on every training image for the "
+                     "test error that compares with the paper (default 0)")
     run.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto: cuda in trials "
                      "Ray gives a GPU with --gpus-per-trial, else cpu); cuda without a GPU is "
                      "refused before anything runs")

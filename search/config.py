@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from residual.validation import check_choice, check_int
 from spaces import SCALES
 
 from .layout import SearchPaths
@@ -78,6 +79,9 @@ class SearchConfig:
     """bf16 autocast on CUDA; fp32 (the default) is the paper's arithmetic."""
     stop_at_chance: int | None = None
     """Stop trials still at chance after this many epochs (None: train every budget out)."""
+    final_retrain: int = 0
+    """After the search, retrain the top K full-budget configurations on every training image
+    (no validation split), each seed, for the test error that compares with the paper."""
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -87,6 +91,10 @@ class SearchConfig:
         self._check_int("reduction_factor", 2)
         self._check_int("max_failures", 0)
         self._check_int("seed", 0)
+        if self.seed >= 2**63:  # Optuna's and numpy's seeds are 64-bit
+            raise SearchConfigError(f"seed={self.seed} is invalid; allowed: an integer in "
+                                    "[0, 2**63)")
+        self._check_int("final_retrain", 0)
         if self.epochs is not None:
             self._check_int("epochs", 1)
         if self.concurrency is not None:
@@ -127,14 +135,10 @@ class SearchConfig:
                                     "http(s)://HOST:PORT | sqlite:///PATH | a database URL")
 
     def _check_int(self, name: str, low: int) -> None:
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise SearchConfigError(f"{name}={value!r} is invalid; allowed: an integer >= {low}")
+        check_int("", name, getattr(self, name), low, error=SearchConfigError)
 
     def _check_choice(self, name: str, allowed: tuple[str, ...]) -> None:
-        if getattr(self, name) not in allowed:
-            raise SearchConfigError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
-                                    f"{' | '.join(allowed)}")
+        check_choice("", name, getattr(self, name), allowed, error=SearchConfigError)
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")

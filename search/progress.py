@@ -61,10 +61,10 @@ class ProgressPrinter(tune.Callback):
         detail = ""
         if outcome in ("ok", "stopped"):
             val, test = result.get("val_error"), result.get("test_error")
-            tested = "" if test is None else f" test {100 * test:.2f}%"
-            detail = f" val {100 * val:.2f}%{tested} after " \
-                     f"{result.get('epoch')} epochs"
-            if outcome == "ok" and (self.best is None or val < self.best[0]):
+            errors = "".join(f" {name} {100 * value:.2f}%" for name, value
+                             in (("val", val), ("test", test)) if value is not None)
+            detail = f"{errors} after {result.get('epoch')} epochs"
+            if outcome == "ok" and val is not None and (self.best is None or val < self.best[0]):
                 self.best = (val, _name(trial))
         self._print(f"{outcome:8s} {_name(trial)}{detail}")
         self._status(trials)

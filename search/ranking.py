@@ -153,10 +153,14 @@ def _cells(r: pd.Series) -> tuple[str, ...]:
 
 
 def to_markdown(ranking: pd.DataFrame, title: str = "", legend: str = "") -> str:
+    final = "final_test_error_mean" in ranking
+    header = [*COLUMNS, *(["final test err % (all training images)"] if final else [])]
     lines = [f"## {title}", ""] if title else []
-    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in ranking.iterrows():
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |")
+        cells = [*_cells(r), *([_percent(r["final_test_error_mean"],
+                                         r["final_test_error_ci95"])] if final else [])]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     lines += ["", "Errors at the epochs each configuration reached: full-budget configurations "
               "first, then those stopped earlier, by epoch. ± is the half-width of the 95% "
               "Student-t interval of the mean over seeds."]

@@ -166,8 +166,11 @@ class MlflowTracker(tune.Callback):
                 "optuna_trial": str(number), "seed": str(seed), "search": self.search_name,
                 "space": self.space_name, "network": plan.net.name, "outcome": "running",
                 "configuration_key": config["configuration_key"],
+                "stage": config.get("stage", "search"),
                 "params": json.dumps(config["params"])}
-        run = client_.create_run(self.experiment_id, run_name=f"{number}-{plan.net.name}-s{seed}",
+        final = "final-" if config.get("stage") == "final" else ""
+        run = client_.create_run(self.experiment_id,
+                                 run_name=f"{final}{number}-{plan.net.name}-s{seed}",
                                  tags=tags)
         params = {k: v for k, v in {**plan.flat(), "optuna_trial": number}.items()
                   if v is not None}
@@ -301,12 +304,16 @@ def start_search_run(uri: str, config: SearchConfig, space, name: str, dataset: 
     return experiment, run_id
 
 
-def trial_records(uri: str, experiment: str, parent_run_id: str) -> list[dict[str, Any]]:
-    """One record per child run: configuration, seed, outcome, final metrics, params."""
+def trial_records(uri: str, experiment: str, parent_run_id: str,
+                  stage: str = "search") -> list[dict[str, Any]]:
+    """One record per child run of a stage ("search", or "final" for the final retraining):
+    configuration, seed, outcome, final metrics, params."""
     mlflow_client = client(uri)
     records = []
     for run in child_runs(mlflow_client, experiment, parent_run_id):
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+        if tags.get("stage", "search") != stage:
+            continue
         sampled = json.loads(tags.get("params", "{}"))
         records.append({
             "optuna_trial": int(tags["optuna_trial"]), "seed": int(tags["seed"]),

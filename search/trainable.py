@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spaces import Recipe
+from spaces import Recipe, load_space
 
 from .trial import (
     RunOptions,
@@ -46,6 +46,10 @@ class StagedData:
 def trial_function(config: dict[str, Any], data: StagedData | None = None) -> None:
     from ray import tune
 
+    if ":" in config.get("space_source", ""):
+        # A user's file may declare shortcut kinds or placements: import it here too, so this
+        # worker knows them before it reads the plan.
+        load_space(config["space_source"], config["scale"])
     plan = plan_from_dict(config["plan"])
     work = Path(config["work_root"]) / config["run_key"]
     options = RunOptions(device=trial_device(config.get("device", "auto")),

@@ -13,6 +13,7 @@ import warnings
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
 
 from spaces import SearchSpace
 
@@ -121,26 +122,46 @@ def check_ray_devices(config: SearchConfig) -> None:
               file=sys.stderr, flush=True)
 
 
-def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher, state: dict,
-               space: SearchSpace, total: int, concurrency: int,
-               data: StagedData | None = None) -> tune.Tuner:
+class FixedRuns(Searcher):
+    """Hands Ray Tune a fixed list of trial configurations, in order (the final retraining)."""
+
+    def __init__(self, runs: list[dict]):
+        super().__init__(metric="objective", mode="min")
+        self.runs = list(runs)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        return self.runs.pop(0) if self.runs else Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        pass
+
+
+def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher | None,
+               state: dict, space: SearchSpace, total: int, concurrency: int,
+               data: StagedData | None = None, retrain: list[dict] | None = None) -> tune.Tuner:
     """A new Tuner, or the search's own restored one when its experiment state exists.
 
     `data`, the dataset the driver staged, reaches every trial through Ray's object store
     (`tune.with_parameters`), on any node: no worker needs the driver's data path. A restored
-    Tuner gets the same wrapping (Tuner.restore needs the trainable again)."""
+    Tuner gets the same wrapping (Tuner.restore needs the trainable again). `retrain`: the
+    final retraining's runs, each trained once, to its end, in an experiment of its own."""
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(trial_function, data=data), resources)
-    experiment = f"{settings.storage.rstrip('/')}/{settings.name}"
+    name = settings.name + ("-final" if retrain else "")
+    experiment = f"{settings.storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(experiment):
         return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True)
-    if config.scheduler == "asha":
+    if retrain:
+        search_alg, scheduler = FixedRuns(retrain), FIFOScheduler()
+    elif config.scheduler == "asha":
+        search_alg = searcher
         scheduler = ASHAScheduler(time_attr="epoch", max_t=settings.epochs,
                                   grace_period=min(config.grace_period, settings.epochs),
                                   reduction_factor=config.reduction_factor)
     else:
-        scheduler = FIFOScheduler()
+        search_alg, scheduler = searcher, FIFOScheduler()
     callbacks = [MlflowTracker(settings.tracking_uri, state["experiment_id"],
                                state["parent_run_id"], settings.name, space.name,
                                str(settings.paths.work), settings.optuna_storage)]
@@ -149,9 +170,9 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, metric="objective", mode="min",
+            search_alg=search_alg, scheduler=scheduler, metric="objective", mode="min",
             num_samples=total, max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=settings.name, storage_path=settings.storage, callbacks=callbacks,
+            name=name, storage_path=settings.storage, callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0))

@@ -44,15 +44,17 @@ class Recipe:
     train_size: int | None = None
     """Training images (a stratified subset); None = all that the validation split leaves."""
     val_size: int = 5000
-    """Stratified validation images held out of the training set (the paper's 45k/5k)."""
+    """Stratified validation images held out of the training set (the paper's 45k/5k); 0
+    trains on them too (the paper's test numbers, after the search chose on the split)."""
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.iterations is None):
             raise ValueError(f"Recipe.epochs={self.epochs!r} is invalid with iterations="
                              f"{self.iterations!r}; allowed: exactly one of the two budgets")
-        # val_size >= 1: the search's objective is the validation error.
+        # val_size 0 trains on every image (a final retraining); a search needs its objective,
+        # the validation error, and refuses it (search.runner.prepare).
         for name, low in (("epochs", 1), ("iterations", 1), ("batch_size", 1),
-                          ("image_size", 4), ("val_size", 1), ("warmup_iterations", 0)):
+                          ("image_size", 4), ("val_size", 0), ("warmup_iterations", 0)):
             if getattr(self, name) is not None:
                 check_int("Recipe", name, getattr(self, name), low)
         if self.train_size is not None:

@@ -108,7 +108,8 @@ def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
         metrics = train_epoch(setup, recipe, epoch)
         if math.isfinite(metrics["train_loss"]):
             started = time.perf_counter()
-            metrics.update(evaluate(setup, "val"))
+            if len(data.val_y):  # a final retraining has no validation split
+                metrics.update(evaluate(setup, "val"))
             metrics.update(measure(setup, propagation, epoch + 1))
             reason = at_chance(metrics, options.stop_at_chance, data.num_classes)
             outcome = "stopped" if reason else "ok"
@@ -118,13 +119,14 @@ def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
                 metrics.update(evaluate(setup, "test"))
             metrics["eval_seconds"] = time.perf_counter() - started
         else:  # the weights are no longer numbers: keep the last error that was measured
-            metrics["val_error"] = history[-1]["val_error"] if history else math.nan
+            metrics["val_error"] = history[-1].get("val_error", math.nan) if history else math.nan
             outcome, reason = "diverged", f"non-finite training loss at epoch {epoch + 1}"
         final = bool(reason) or epoch + 1 == setup.epochs
         metrics["outcome"] = outcome if final else "running"
         # What a sampler learns from: the validation error, or for a diverged trial a penalty
         # that never appears among the measured errors.
-        metrics["objective"] = PENALTY_ERROR if outcome == "diverged" else metrics["val_error"]
+        metrics["objective"] = (PENALTY_ERROR if outcome == "diverged"
+                                else metrics.get("val_error", math.nan))
         history.append(metrics)
         trial_dir.save_epoch(setup.model, setup.optimizer, setup.batch_order, setup.device,
                              metrics, propagation)

@@ -116,3 +116,29 @@ def test_child_runs_log_the_network_that_trained(tmp_path, mlflow_runs, dataset,
         assert ("lam" in params) == (params["shortcut"] == "scaling")
         assert ("gate_bias" in params) == (params["shortcut"] in ("exclusive_gate",
                                                                   "shortcut_gate"))
+
+
+def test_final_retrain_trains_the_top_configuration_on_every_training_image(tmp_path,
+                                                                              mlflow_runs):
+    space = SearchSpace("two", lambda trial: None, fixed={"activation": "full_preact"},
+                        anchors=[{"shortcut": "identity"}, {"shortcut": "conv1x1"}])
+    config = SearchConfig(name="final", scale="smoke", sampler="grid", scheduler="none",
+                          epochs=2, final_retrain=1, results_dir=str(tmp_path / "results"),
+                          progress=False)
+    result = run(space, config)
+    ranking = result.ranking
+    assert ranking["final_test_error_mean"].notna().tolist() == [True, False]  # the top one
+    assert 0 < ranking.iloc[0]["final_test_error_mean"] < 0.9
+    _, _, children = mlflow_runs(tmp_path / "results")
+    final = [r for r in children if r.data.tags["stage"] == "final"]
+    assert len(final) == 1 and final[0].data.params["val_size"] == "0"
+    assert final[0].data.tags["configuration_key"] == ranking.iloc[0]["configuration_key"]
+    searched = [r for r in children if r.data.tags["stage"] == "search"]
+    assert len(searched) == 2 and len(result.trials) == 2  # the ranking is the search's
+    plans = {r.data.tags["stage"]: json.loads((result.directory / "trials" / r.data.tags[
+        "run_key"] / "plan.json").read_text()) for r in (final[0], searched[0])}
+    # The smoke scale searches on 1000 digits with 200 held out; the retraining trains on
+    # both (as the paper's test numbers come from 45k + 5k images).
+    assert "train 1000 / val 200" in plans["search"]["data"]
+    assert "train 1200 / val 0" in plans["final"]["data"]
+    assert "final test err %" in (result.directory / "ranking.md").read_text()

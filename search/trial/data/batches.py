@@ -2,15 +2,59 @@
 
 No DataLoader worker processes: the uint8 images move to the device once, and each batch is
 indexed, padded-and-cropped, flipped and normalised where the model runs.
+
+What a training step costs here, besides the random draws (BENCHMARKS.md, "augmentation"):
+one row copy of the batch's padded images, one gather, one float conversion and an in-place
+normalisation. The index grid of a crop is built once per image size and device, the
+training images are padded once, and the only per-step transfer to the device is the batch's
+(n, 3) table of indices and crop offsets (pinned and asynchronous on CUDA, so a step never
+waits for the GPU to drain).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+
+
+@lru_cache(maxsize=32)
+def _crop_grid(h: int, w: int, pad: int, device: torch.device) -> torch.Tensor:
+    """(2, h * w) flat offsets, into a padded (h + 2 pad) x (w + 2 pad) image, of the h x w
+    crop at (0, 0): row 0 plain, row 1 mirrored. Built once per size and device."""
+    side = w + 2 * pad
+    rows = torch.arange(h).view(h, 1) * side
+    cols = torch.arange(w)
+    grid = torch.stack([rows + cols, rows + (w - 1 - cols)]).view(2, h * w)
+    return grid.to(device)
+
+
+def _draw_crops(n: int, pad: int, flip: bool, generator: torch.Generator | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample, drawn on CPU: its crop's row and column offsets in the padded image and
+    whether it is mirrored, each (n,). The draws, in order: row offsets, column offsets, flip
+    coins, each of shape (n, 1), so a seeded run draws the same numbers as it always has."""
+    offset_y = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+    offset_x = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+    if flip:
+        mirrored = (torch.rand(n, 1, generator=generator) < 0.5).view(n)
+    else:
+        mirrored = torch.zeros(n, dtype=torch.bool)
+    return offset_y.view(n), offset_x.view(n), mirrored
+
+
+def _crop(padded: torch.Tensor, corner: torch.Tensor, mirrored: torch.Tensor, h: int, w: int,
+          pad: int) -> torch.Tensor:
+    """The (n, C, h, w) crops of padded uint8 images (n, C, h + 2 pad, w + 2 pad) at flat
+    corner offsets, mirrored where asked: one gather, indices on the padded images' device."""
+    n, c = padded.shape[:2]
+    # index_select, not grid[mirrored]: a row copy instead of an element-wise index kernel.
+    index = _crop_grid(h, w, pad, padded.device).index_select(0, mirrored.long())
+    index = index.add_(corner.view(n, 1)).view(n, 1, h * w).expand(n, c, h * w)
+    return padded.reshape(n, c, -1).gather(2, index).view(n, c, h, w)
 
 
 def augment(
@@ -22,22 +66,22 @@ def augment(
     H x W crop per sample and, if ``flip``, mirrors each sample with probability 0.5 (He et al.
     2016, Sec. 4; ``pad`` is 4 at 32 px). Random numbers are drawn on CPU from ``generator`` so a
     seeded run is reproducible on any device. Crop and flip are one gather over a per-sample
-    index grid rather than a Python loop (about 1.5 ms per 512 CIFAR images on one CPU core).
+    index grid rather than a Python loop.
     """
     n, c, h, w = images_u8.shape
-    device = images_u8.device
-    offset_y = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
-    offset_x = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
-    cols = torch.arange(w).expand(n, w)
-    if flip:
-        mirrored = torch.rand(n, 1, generator=generator) < 0.5
-        cols = torch.where(mirrored, w - 1 - cols, cols)
-    rows = offset_y + torch.arange(h)  # rows/cols index the padded image
-    cols = offset_x + cols
-    flat = rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]
-    flat = flat.view(n, 1, h * w).expand(n, c, h * w).to(device)
+    offset_y, offset_x, mirrored = _draw_crops(n, pad, flip, generator)
+    corner = offset_y * (w + 2 * pad) + offset_x
+    table = _to_device(torch.stack([corner, mirrored.long()]), images_u8.device)
     padded = F.pad(images_u8, (pad, pad, pad, pad))
-    return padded.view(n, c, -1).gather(2, flat).view(n, c, h, w)
+    return _crop(padded, table[0], table[1], h, w, pad)
+
+
+def _to_device(table: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on ``device``; on CUDA from pinned memory without waiting, so the
+    host keeps queueing work (a pageable copy would wait for the GPU at every step)."""
+    if device.type != "cuda":
+        return table
+    return table.pin_memory().to(device, non_blocking=True)
 
 
 class Batches:
@@ -88,23 +132,38 @@ class Batches:
         shape = (1, -1, 1, 1)
         self._shift = torch.tensor(mean, dtype=torch.float32).view(shape).mul(255).to(self.device)
         self._scale = torch.tensor(std, dtype=torch.float32).view(shape).mul(255).to(self.device)
+        self._padded: torch.Tensor | None = None  # the training images padded once, on demand
 
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
-        if self.train:
-            order = torch.randperm(n, generator=self.generator)
-        else:
-            order = torch.arange(n)
+        if not self.train:  # in order: slices of the resident tensors, no index at all
+            for b in range(len(self)):
+                rows = slice(b * self.batch_size, (b + 1) * self.batch_size)
+                yield self._normalise(self.images[rows]), self.labels[rows]
+            return
+        if self._padded is None:
+            p = self.pad
+            self._padded = F.pad(self.images, (p, p, p, p))
+        n, side = len(self.labels), self.images.shape[-1] + 2 * self.pad
+        h, w = self.images.shape[-2:]
+        order = torch.randperm(n, generator=self.generator)
         for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size].to(self.device)
-            x = self.images[idx]
-            if self.train:
-                x = augment(x, self.pad, self.flip, self.generator)
-            x = (x.float() - self._shift) / self._scale
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            offset_y, offset_x, mirrored = _draw_crops(len(idx), self.pad, self.flip,
+                                                       self.generator)
+            # One (3, n) table, one transfer: indices, crop corners, mirror flags.
+            table = torch.stack([idx, offset_y * side + offset_x, mirrored.long()])
+            idx, corner, mirrored = _to_device(table, self.device)
+            # index_select copies whole images; images[idx] indexes element by element
+            # (measured 16x slower on a CPU for a 128 x 3 x 40 x 40 batch).
+            x = _crop(self._padded.index_select(0, idx), corner, mirrored, h, w, self.pad)
+            yield self._normalise(x), self.labels.index_select(0, idx)
+
+    def _normalise(self, x_u8: torch.Tensor) -> torch.Tensor:
+        x = x_u8.float().sub_(self._shift).div_(self._scale)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
