@@ -142,3 +142,13 @@ def test_final_retrain_trains_the_top_configuration_on_every_training_image(tmp_
     assert "train 1000 / val 200" in plans["search"]["data"]
     assert "train 1200 / val 0" in plans["final"]["data"]
     assert "final test err %" in (result.directory / "ranking.md").read_text()
+
+
+def test_a_search_refuses_a_recipe_without_validation_images(tmp_path):
+    from search.config import SearchConfigError
+    from search.runner import prepare
+
+    space = SearchSpace("no-val", lambda trial: None, fixed={"val_size": 0})
+    with pytest.raises(SearchConfigError, match="val_size=0 is invalid for a search"):
+        prepare(space, SearchConfig(scale="smoke", results_dir=str(tmp_path / "results")))
+    assert not (tmp_path / "results").exists()

@@ -224,6 +224,5 @@ def test_other_schedules_and_budgets():
         Recipe(epochs=10)
     with pytest.raises(ValueError, match="Recipe.schedule='linear'"):
         Recipe(schedule="linear")
-    # Without a validation split the objective would read 0% error on no images at all.
-    with pytest.raises(ValueError, match="Recipe.val_size=0 is invalid"):
-        Recipe(val_size=0)
+    # No validation split: a final retraining on every image (a search refuses it, test_results).
+    assert Recipe(val_size=0).val_size == 0
