@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "= the space's anchors exactly)")
     run.add_argument("--scheduler", choices=SCHEDULERS, help="early stopping (default asha)")
     run.add_argument("--grace-period", type=_positive, help="ASHA: epochs before a trial can "
-                     "be stopped (default 1)")
+                     "be stopped (default: 30%% of the budget, 3 of the small scale's 10)")
     run.add_argument("--reduction-factor", type=_positive, help="ASHA reduction factor "
                      "(default 2)")
     run.add_argument("--epochs", type=_positive, help="epoch budget (default: the scale's)")
@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="open the MLflow UI on 127.0.0.1")
     ui.add_argument("--results-dir", default="results", help="default ./results")
     ui.add_argument("--port", type=_positive, default=5000, help="default 5000")
+
+    report = commands.add_parser("report", help="write (again) a search's report: the ranking "
+                                 "against the paper, the verdict and why",
+                                 description="Read what a search left (no Ray) and write "
+                                 "report.md and report.html into its directory.")
+    report.add_argument("name", help="the search's name (its --name)")
+    report.add_argument("--results-dir", default="results", help="default ./results")
+    report.add_argument("--optuna-storage", help="the study's storage, if not the default "
+                        "sqlite:///<results-dir>/optuna.db")
 
     commands.add_parser("list-spaces", help="the built-in spaces and scales")
     return parser
@@ -290,11 +299,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("no trial finished")
     else:
         print(to_text(result.ranking))
+    if result.report is not None:
+        print("\n" + result.report.summary)
+        print(f"report: {result.report.directory / 'report.html'}")
     print(f"\nranking: {result.directory / 'ranking.md'} (and .csv)")
     print(f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id})")
     if result.tracking_uri.startswith("sqlite:///"):
         results_dir = Path(result.tracking_uri[len("sqlite:///"):]).parent
         print(f"open the UI: resnet-search ui --results-dir {results_dir}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    written = report(args.name, args.results_dir, args.optuna_storage)
+    print(written.summary)
+    print(f"report: {written.directory / 'report.html'} (and report.md)")
     return 0
 
 
@@ -316,7 +337,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(command, env=env)
 
 
-COMMANDS = {"train": cmd_train, "run": cmd_run, "ui": cmd_ui, "list-spaces": cmd_list_spaces}
+COMMANDS = {"train": cmd_train, "run": cmd_run, "report": cmd_report, "ui": cmd_ui,
+            "list-spaces": cmd_list_spaces}
 
 
 # Errors a user's input causes, by the module that defines them. Heavy modules (torch, Ray,
@@ -324,7 +346,8 @@ COMMANDS = {"train": cmd_train, "run": cmd_run, "ui": cmd_ui, "list-spaces": cmd
 # never imported cannot have been raised.
 _LAZY_USER_ERRORS = (("search.trial.data.options", "DataError"),
                      ("search.trial.directory", "TrialDirError"),
-                     ("search.tracking", "TrackingError"))
+                     ("search.tracking", "TrackingError"),
+                     ("search.report.load", "ReportError"))
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -38,8 +38,10 @@ class SearchConfig:
     seeds: int = 1
     sampler: str = "tpe"
     scheduler: str = "asha"
-    grace_period: int = 1
-    """ASHA: epochs every trial gets before it can be stopped."""
+    grace_period: int | None = None
+    """ASHA: epochs every trial gets before it can be stopped. None: 30% of the budget (3 of
+    the small scale's 10 epochs), from a replay on full learning curves (README, "What the
+    numbers mean"): rankings settle there, at the end of the one-cycle ramp."""
     reduction_factor: int = 2
     """ASHA: 1/reduction_factor of the trials at a rung go on."""
     epochs: int | None = None
@@ -87,7 +89,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         self._check_int("trials", 1)
         self._check_int("seeds", 1)
-        self._check_int("grace_period", 1)
+        if self.grace_period is not None:
+            self._check_int("grace_period", 1)
         self._check_int("reduction_factor", 2)
         self._check_int("max_failures", 0)
         self._check_int("seed", 0)

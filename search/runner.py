@@ -12,7 +12,8 @@ from their checkpoints, the study continues, and the MLflow runs are re-attached
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ class SearchResult:
     files: list[Path] = field(default_factory=list)
     legend: str = ""
     """The rule of the ranking's fail label, in words."""
+    report: Any = None
+    """The search's `search.report.Report` (None if it could not be written)."""
 
 
 def prepare(space: str | SearchSpace,
@@ -151,7 +154,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         result = _finish(space, config, state, settings)
         if config.final_retrain and not result.ranking.empty:
             result = _final_retrain(space, config, settings, state, searcher, result)
-        return result
+        return _report(config, settings, state, result)
     finally:
         if started_ray:
             ray.shutdown()
@@ -202,6 +205,27 @@ def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
     finish_search_run(settings.tracking_uri, state["parent_run_id"], files)
     return SearchResult(result.name, result.trials, ranking, result.best, result.directory,
                         result.tracking_uri, result.parent_run_id, files, result.legend)
+
+
+def _report(config: SearchConfig, settings: Settings, state: dict,
+            result: SearchResult) -> SearchResult:
+    """The report that ends the search (search.report), on the parent run as artifacts and its
+    summary as the run's description. A report that cannot be written never fails a search:
+    it says why, and `resnet-search report NAME` writes it later."""
+    from .report import report
+
+    if result.ranking.empty:
+        return result
+    try:
+        written = report(settings.name, settings.paths.root, settings.optuna_storage)
+    except Exception as error:  # the search's own results are safe: say so, go on
+        print(f"resnet-search: warning: the report was not written ({type(error).__name__}: "
+              f"{error}); run `resnet-search report {settings.name}`", file=sys.stderr)
+        return result
+    files = [path for path in written.paths.values() if Path(path).is_file()]
+    finish_search_run(settings.tracking_uri, state["parent_run_id"], files,
+                      tags={"mlflow.note.content": written.summary})
+    return replace(result, report=written)
 
 
 def _search_state(space: SearchSpace, config: SearchConfig, settings: Settings) -> dict:

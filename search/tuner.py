@@ -6,6 +6,7 @@ callbacks (MLflow tracking, progress) are wired here and nowhere else.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -122,6 +123,16 @@ def check_ray_devices(config: SearchConfig) -> None:
               file=sys.stderr, flush=True)
 
 
+GRACE_SHARE = 0.3
+"""The default grace period as a share of the budget (SearchConfig.grace_period)."""
+
+
+def grace_period(config: SearchConfig, budget: int) -> int:
+    """ASHA's grace period: the configured one, or 30% of the budget, within [1, budget]."""
+    grace = config.grace_period or math.ceil(GRACE_SHARE * budget)
+    return max(1, min(grace, budget))
+
+
 class FixedRuns(Searcher):
     """Hands Ray Tune a fixed list of trial configurations, in order (the final retraining)."""
 
@@ -158,7 +169,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     elif config.scheduler == "asha":
         search_alg = searcher
         scheduler = ASHAScheduler(time_attr="epoch", max_t=settings.epochs,
-                                  grace_period=min(config.grace_period, settings.epochs),
+                                  grace_period=grace_period(config, settings.epochs),
                                   reduction_factor=config.reduction_factor)
     else:
         search_alg, scheduler = searcher, FIFOScheduler()

@@ -26,7 +26,10 @@ def test_user_space_search_from_the_command_line(tmp_path, space_file, cli, mlfl
     parent = parents[0]
     assert parent.data.tags["space_source"].endswith("my_spaces.py:my_space")
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
-        "ranking.csv", "ranking.md", "trials.csv", "space"}
+        "ranking.csv", "ranking.md", "trials.csv", "space", "report.html", "report.md"}
+    # The report ends the search: its verdict on the terminal and as the run's description.
+    assert "report: " in done.stdout and "report.html" in done.stdout
+    assert parent.data.tags["mlflow.note.content"].strip()
     by_number = {int(r.data.tags["optuna_trial"]): r for r in children}
     trials = [t for t in study(results, "mine").trials if "duplicate_of" not in t.user_attrs]
     assert sorted(by_number) == [t.number for t in trials]  # a repeat is not trained again

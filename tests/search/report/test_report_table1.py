@@ -1,0 +1,145 @@
+"""The report of a real paper-table1 search: files, embedded plots, tau, verdict, no Ray."""
+
+import json
+import math
+import re
+import shutil
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from residual import UnitSpec
+from residual.paper import TABLE1
+
+NAME = "t1"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, run_search):
+    return run_search(tmp_path_factory.mktemp("report-t1") / "results", "paper-table1", NAME)
+
+
+@pytest.fixture(scope="module")
+def done(results, run_report):
+    return run_report(NAME, results)
+
+
+def test_the_report_needs_no_ray_and_writes_both_files(done, results):
+    assert "ray" not in done["modules"] and "mlflow" not in done["modules"]
+    directory = results / "searches" / NAME
+    assert done["paths"]["markdown"] == str(directory / "report.md")
+    assert done["paths"]["html"] == str(directory / "report.html")
+    page = (directory / "report.html").read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    plots = [k for k in done["paths"] if k not in ("markdown", "html")]
+    assert {"errors", "curves", "propagation", "axes", "importance"} <= set(plots)
+    assert len(images) == len(plots)
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    markdown = (directory / "report.md").read_text()
+    for key in plots:
+        assert done["paths"][key].endswith(".png")
+        assert f"report_plots/{key}.png" in markdown
+        assert (directory / "report_plots" / f"{key}.png").stat().st_size > 5000
+    # The verdict comes first in both.
+    assert page.index("Verdict") < page.index("<h2>Ranking</h2>")
+    assert markdown.index("## Verdict") < markdown.index("## Ranking")
+
+
+def _unit_of(results, ranking_row, trials):
+    run = trials[trials["configuration_key"] == ranking_row["configuration_key"]].iloc[0]
+    plan = results / "searches" / NAME / "trials" / \
+        f"{int(run['optuna_trial']):04d}-s{int(run['seed'])}" / "plan.json"
+    return UnitSpec.from_dict(json.loads(plan.read_text())["net"]["unit"])
+
+
+def test_tau_is_scipy_kendall_tau_b_against_table1(done, results):
+    directory = results / "searches" / NAME
+    ranking = pd.read_csv(directory / "ranking.csv", dtype={"configuration_key": str})
+    trials = pd.read_csv(directory / "trials.csv", dtype={"configuration_key": str})
+    ours, paper = [], []
+    for _, row in ranking.iterrows():
+        unit = _unit_of(results, row, trials)
+        matches = [p for p in TABLE1 if p.unit == unit]
+        assert len(matches) == 1, unit  # the grid measured every row exactly once
+        ours.append(row["rank"])
+        paper.append(math.inf if matches[0].error is None else matches[0].error)
+    paper = [1e6 if math.isinf(p) else p for p in paper]  # "fail": tied last
+    expected = stats.kendalltau(ours, paper, variant="b")
+    tau, n, concordant, discordant, tied = done["tau"]["Table 1"]
+    assert n == len(TABLE1) == 11
+    assert tau == pytest.approx(expected.statistic, abs=1e-12)
+    assert tied == 6  # the four "fail" rows: C(4, 2) pairs
+    assert concordant + discordant + tied == 11 * 10 // 2
+    assert (concordant - discordant) / math.sqrt((55 - tied) * 55) == pytest.approx(tau)
+
+
+def test_the_verdict_names_the_rankings_winner(done, results):
+    ranking = pd.read_csv(results / "searches" / NAME / "ranking.csv")
+    winner = ranking.loc[ranking["rank"] == 1, "configuration"].item()
+    assert done["verdict"][0].startswith(f"Winner: {winner},")
+    assert winner in done["summary"].splitlines()[1]
+    identity = ranking.loc[ranking["configuration"] == "resnet8-identity-original", "rank"]
+    shortcuts = next(line for line in done["verdict"] if "among shortcuts" in line)
+    assert ("Yes" in shortcuts) == (identity.item() == 1)
+    assert "placements? Not searched" in " ".join(done["verdict"])
+
+
+def test_tables_and_sections(results):
+    from search.report import report
+
+    r = report(NAME, results)
+    table1 = r.tables["table1"]
+    assert len(table1) == 11 and (table1["configuration"] != "").all()
+    assert table1.loc[table1["paper"] == "fail", "paper row"].str.contains(
+        "lambda=0 s=1|lambda=0.5 s=1|b_g=0|dropout").all()
+    ranking = r.tables["ranking"]
+    for _, row in table1.iterrows():  # our numbers are the ranking's, in percent
+        mine = ranking[ranking["configuration_key"] == row["configuration_key"]].iloc[0]
+        assert row["val mean %"] == pytest.approx(100 * mine["val_error_mean"])
+        assert row["fail"] == mine["fail"]
+    assert "table2" not in r.tables  # one Table 2 row measured: nothing to rank
+    # Propagation: constant scaling with lambda = 0 has no direct path, as Eq. 8 says.
+    prop = r.tables["propagation"].set_index("configuration")
+    assert prop.loc["resnet8-scaling-lam0-s1-original", "measured init"] == 0
+    assert prop.loc["resnet8-scaling-lam0.5-s1-original", "predicted init"] == \
+        pytest.approx(0.5 ** 3)
+    assert prop.loc["resnet8-identity-original", "relative init"] == pytest.approx(1.0)
+    # The replay over grace periods, on 3-epoch curves: rungs below the budget only.
+    assert r.tables["grace"]["grace period"].tolist() == [1, 2]
+    assert r.replay is not None and r.replay.winner == ranking.iloc[0]["configuration"]
+    screen = r.tables["screen"]
+    assert set(screen["configurations"]) == {11}
+    assert ((screen["precision"].between(0, 1)) | screen["precision"].isna()).all()
+    importance = r.tables["importance"].set_index("parameter")
+    assert importance.loc["shortcut", "scope"] == "all trials"
+    assert importance.loc["gate_bias", "scope"] == \
+        "shortcut in {exclusive_gate, shortcut_gate}"
+
+
+def test_a_user_space_gets_the_report_without_the_paper(results, tmp_path):
+    """The same search presented as a user's space, one configuration diverged: no paper
+    columns, no tau, and the diverged one is a failure, not a crash."""
+    mine = tmp_path / "results"
+    shutil.copytree(results / "searches" / NAME, mine / "searches" / "mine")
+    directory = mine / "searches" / "mine"
+    state = json.loads((directory / "search.json").read_text())
+    state["identity"]["space_source"] = "my_spaces.py:my_space"
+    (directory / "search.json").write_text(json.dumps(state))
+    ranking = pd.read_csv(directory / "ranking.csv", dtype={"configuration_key": str})
+    last = ranking.index[-1]
+    for column in ranking.columns:
+        if column.startswith(("val_error", "test_error", "train_error")):
+            ranking.loc[last, column] = float("nan")
+    ranking.loc[last, ["full_budget", "fail", "outcomes"]] = [False, "diverged", "diverged x2"]
+    ranking.to_csv(directory / "ranking.csv", index=False)
+
+    from search.report import report
+
+    r = report("mine", mine)
+    assert r.tau == {} and "table1" not in r.tables
+    page = r.html.read_text()
+    assert "Against the paper" not in page and "Verdict" in page
+    features = r.tables["screen_features"].set_index("configuration")
+    assert features.loc[ranking.loc[last, "configuration"], "measured fail"]
+    assert r.verdict[0].startswith(f"Winner: {ranking.iloc[0]['configuration']},")
