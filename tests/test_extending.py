@@ -1,49 +1,24 @@
-"""A new shortcut, declared in this file only (as a user would in theirs), goes everywhere a
-paper shortcut goes: spec validation, a network, its label, the propagation measurements, a
-conditional search space and a real trial. No project file names it."""
+"""A new shortcut, declared in the tests only (tests/conftest.py, as a user would in their own
+file), goes everywhere a paper shortcut goes: spec validation, a network, its label, the
+propagation measurements, a conditional search space and a real trial. No project file names
+it."""
 
 import math
 
 import optuna
 import pytest
 import torch
-from torch import nn
 
-from residual import NetSpec, Param, ShortcutKind, UnitSpec, build_network, register_shortcut_kind
+from residual import SHORTCUT_KINDS, NetSpec, UnitSpec, build_network
 from residual.propagation import measure_propagation
-from residual.shortcuts import Shortcut, register_shortcut, unregister_shortcut
 from search.trial import RunOptions, load_trial_data, run_trial
 from spaces import SearchSpace
-
-# h(x) = alpha * x with alpha learned, starting at lambda: Eq. 8's constant scaling whose
-# lambda the optimiser may move (towards the identity, if He et al. are right).
-LEARNED_LAMBDA = ShortcutKind(
-    "learned_lambda", "y = alpha * x + F(x), alpha learned, initialised at lam",
-    "beyond the paper: Eq. 8 with lambda learned",
-    params=(Param("lam", 0.5, low=0.0, high=2.0, search=(0.1, 1.0)),), label="-ll{lam:g}")
-
-
-class LearnedLambdaShortcut(Shortcut):
-    def __init__(self, spec, in_channels, out_channels, stride):
-        super().__init__(spec, in_channels, out_channels, stride)
-        self.alpha = nn.Parameter(torch.tensor(float(spec.lam)))
-
-    def forward(self, base, x):
-        return self.alpha * base, 1.0
-
-
-@pytest.fixture
-def learned_lambda():
-    register_shortcut_kind(LEARNED_LAMBDA)
-    register_shortcut(LEARNED_LAMBDA.name)(LearnedLambdaShortcut)
-    yield LEARNED_LAMBDA
-    unregister_shortcut(LEARNED_LAMBDA.name)
 
 
 def define(trial):
     shortcut = trial.suggest_categorical("shortcut", ["identity", "learned_lambda"])
     if shortcut == "learned_lambda":
-        LEARNED_LAMBDA.suggest(trial)  # lam, within the kind's declared search range
+        SHORTCUT_KINDS["learned_lambda"].suggest(trial)  # lam, in the kind's search range
 
 
 def test_a_new_shortcut_goes_through_the_whole_platform(learned_lambda, tmp_path):

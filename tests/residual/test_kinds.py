@@ -1,5 +1,6 @@
 """Shortcut kinds and placements as declarations: one contract over every registered kind, and
-a kind (and a placement) declared here, outside the project, working end to end."""
+a kind declared outside the project (tests/conftest.py) and a placement declared here,
+working end to end."""
 
 import math
 import re
@@ -31,32 +32,6 @@ from residual.shortcuts import (
     unregister_shortcut,
 )
 from residual.variants import list_variants
-
-# A learnable scalar shortcut h(x) = alpha * x, alpha an nn.Parameter starting at `lam`:
-# Eq. 8's constant scaling with lambda learned. Declared here only, as a user would.
-LEARNABLE = ShortcutKind(
-    "learnable_scalar", "y = alpha * x + F(x), alpha learned, initialised at lam",
-    "beyond the paper: Eq. 8 with a learned lambda",
-    params=(Param("lam", 1.0, low=0.0, high=2.0, search=(0.0, 2.0)),), label="-a{lam:g}")
-
-
-class LearnableScalarShortcut(Shortcut):
-    """y = alpha * x + F(x)."""
-
-    def __init__(self, spec, in_channels, out_channels, stride):
-        super().__init__(spec, in_channels, out_channels, stride)
-        self.alpha = nn.Parameter(torch.tensor(float(spec.lam)))
-
-    def forward(self, base, x):
-        return self.alpha * base, 1.0
-
-
-@pytest.fixture
-def learnable():
-    register_shortcut_kind(LEARNABLE)
-    register_shortcut(LEARNABLE.name)(LearnableScalarShortcut)
-    yield LEARNABLE
-    unregister_shortcut(LEARNABLE.name)
 
 
 def _outside(param):
@@ -100,12 +75,12 @@ def test_shortcuts_lists_the_papers_six():
                                                                     "shortcut_gate"]
 
 
-def test_a_kind_declared_outside_the_project_works_end_to_end(learnable):
-    check_kind_contract(learnable)
-    unit = UnitSpec("learnable_scalar", "full_preact", lam=0.25)
+def test_a_kind_declared_outside_the_project_works_end_to_end(learned_lambda):
+    check_kind_contract(learned_lambda)
+    unit = UnitSpec("learned_lambda", "full_preact", lam=0.25)
     assert unit.lam == 0.25 and not unit.gated
     spec = NetSpec(8, unit, width=4, num_classes=3)
-    assert spec.name == "resnet8-learnable_scalar-a0.25-full_preact"
+    assert spec.name == "resnet8-learned_lambda-ll0.25-full_preact"
     assert NetSpec.from_dict(spec.to_dict()) == spec
     torch.manual_seed(0)
     net = build_network(spec)
@@ -114,24 +89,24 @@ def test_a_kind_declared_outside_the_project_works_end_to_end(learnable):
     assert out.shape == (2, 3) and torch.isfinite(out).all()
     out.sum().backward()
     assert all(u.shortcut.alpha.grad is not None for u in net.units)
-    assert "learnable_scalar+original" in list_variants()
+    assert "learned_lambda+original" in list_variants()
     with pytest.raises(ValueError, match=re.escape("only used by exclusive_gate | shortcut_gate)")):
-        UnitSpec("learnable_scalar", gate_bias=-1.0)
+        UnitSpec("learned_lambda", gate_bias=-1.0)
 
 
-def test_a_test_kind_does_not_outlive_its_test(learnable):
-    assert learnable.name in SHORTCUT_KINDS and learnable.name in SHORTCUT_REGISTRY
+def test_a_test_kind_does_not_outlive_its_test(learned_lambda):
+    assert learned_lambda.name in SHORTCUT_KINDS and learned_lambda.name in SHORTCUT_REGISTRY
 
 
 def test_after_the_fixture_only_the_papers_kinds_remain():
     assert tuple(SHORTCUT_KINDS) == tuple(SHORTCUT_REGISTRY) == SHORTCUTS
-    with pytest.raises(ValueError, match="shortcut='learnable_scalar'"):
-        UnitSpec("learnable_scalar")
+    with pytest.raises(ValueError, match="shortcut='learned_lambda'"):
+        UnitSpec("learned_lambda")
 
 
-def test_registration_refuses_what_would_shadow_or_skip_a_declaration(learnable):
-    register_shortcut_kind(learnable)  # the same declaration again: its file imported twice
-    other = ShortcutKind("learnable_scalar", "y = x", "nowhere")
+def test_registration_refuses_what_would_shadow_or_skip_a_declaration(learned_lambda):
+    register_shortcut_kind(learned_lambda)  # the same declaration again: its file imported twice
+    other = ShortcutKind("learned_lambda", "y = x", "nowhere")
     with pytest.raises(ValueError, match="already registered"):
         register_shortcut_kind(other)
     with pytest.raises(ValueError, match="stays registered"):
@@ -141,7 +116,7 @@ def test_registration_refuses_what_would_shadow_or_skip_a_declaration(learnable)
     with pytest.raises(ValueError, match="no declared kind"):
         register_shortcut("highway")
     with pytest.raises(ValueError, match="already has its module"):
-        register_shortcut("identity")(LearnableScalarShortcut)
+        register_shortcut("identity")(type("Another", (Shortcut,), {}))
 
 
 def test_a_declared_kind_without_a_module_fails_at_build_not_at_spec():
