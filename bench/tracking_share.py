@@ -1,0 +1,198 @@
+"""The share of a trial's wall time spent on MLflow: default SQLite store, and a local server.
+
+    .venv/bin/python -m bench.tracking_share            # a 10-epoch small trial (about 3 min)
+    .venv/bin/python -m bench.tracking_share --quick    # a 2-epoch small trial (about 1 min)
+
+One real `small` trial trains on real CIFAR-10 (the benchmark's trial: `bench.trial_vs_bare`).
+Then the search's own tracker (`search.tracking.MlflowTracker`) records that trial as a search
+does, once per store: the run with its params and tags when the trial starts, each epoch's
+metrics as it is reported, and at the end its artifacts (metrics, plan, propagation, plots,
+final metrics) and its outcome. Every call is timed on the driver:
+
+    tracking_share.<store>.share           tracking seconds of the trial / the trial's wall time
+    tracking_share.<store>.trial_seconds   start + every epoch + the end
+    tracking_share.<store>.epoch_ms        one epoch's metrics (the median)
+    tracking_share.<store>.end_seconds     the end: artifacts, plots, outcome
+    tracking_share.<store>.search_seconds  once per search, not per trial: the parent run and
+                                           connecting (the SQLite store's schema check)
+    tracking_share.<store>.in.<part>_seconds
+                                           where the trial's tracking time goes: the plots
+                                           the tracker draws again, MLflow client calls, the
+                                           run id written into the Optuna study
+
+`sqlite` is the default store (`sqlite:///<results>/mlflow.db`), `server` an `mlflow server`
+on 127.0.0.1 over its own SQLite file, started here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from .common import Timers, default_dataset, figure, header, missing, note
+from .trial_vs_bare import make_plan, platform_trial
+
+RUN_KEY = "0000-s0"
+
+
+@contextmanager
+def mlflow_server(folder: Path, timeout: float = 120.0):
+    """A local `mlflow server` on a free port; yields its URI."""
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(folder / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "server-artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if requests.get(uri + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"mlflow server did not start: see {folder / 'server.log'}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def fake_ray_trial(plan_dict: dict, params: dict, last: dict[str, Any]) -> SimpleNamespace:
+    """What the tracker reads from a Ray trial."""
+    config = {"run_key": RUN_KEY, "plan": plan_dict, "optuna_trial": 0, "seed": 0,
+              "params": params, "configuration_key": "bench"}
+    return SimpleNamespace(config=config, trial_id="bench_00000", last_result=last,
+                           checkpoint=None, error_file=None)
+
+
+def track(uri: str, work: Path, history: list[dict[str, Any]], plan, folder: Path
+          ) -> dict[str, Any]:
+    """Record one finished trial into `uri` through the search's tracker; seconds per part."""
+    import optuna
+
+    from search import SearchConfig
+    from search.tracking import MlflowTracker, start_search_run
+    from search.trial import plan_to_dict
+    from spaces import load_space
+
+    space = load_space("paper-table1", "small")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    artifacts = (folder / "mlartifacts").as_uri() if uri.startswith("sqlite") else None
+    experiment, parent = start_search_run(uri, SearchConfig(name="bench", scale="small"), space,
+                                          "bench", "cifar10", artifacts)
+    kwargs = {}
+    if "optuna_storage" in inspect.signature(MlflowTracker).parameters:
+        storage = f"sqlite:///{folder / 'optuna.db'}"  # the run ids go to the study too
+        study = optuna.create_study(storage=storage, study_name="bench")
+        study.ask()
+        kwargs["optuna_storage"] = storage
+    tracker = MlflowTracker(uri, experiment, parent, "bench", space.name, str(work.parent),
+                            **kwargs)
+    tracker.setup()
+    search_seconds = time.perf_counter() - started
+
+    import mlflow
+
+    from search import tracking
+
+    trial = fake_ray_trial(plan_to_dict(plan), plan.params, history[-1])
+    timers = Timers()  # where the trial's tracking time goes
+    timers.wrap(tracking, "render_trial_plots", "plots")
+    timers.wrap(MlflowTracker, "_link", "optuna_link")
+    for name in ("create_run", "log_batch", "log_artifacts", "set_tag", "set_terminated"):
+        timers.wrap(mlflow.MlflowClient, name)
+    started = time.perf_counter()
+    tracker.on_trial_start(0, [trial], trial)
+    start_seconds = time.perf_counter() - started
+    epochs = []
+    for metrics in history:
+        started = time.perf_counter()
+        tracker.on_trial_result(0, [trial], trial, metrics)
+        epochs.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    with timers:
+        tracker.on_trial_complete(0, [trial], trial)
+    end_seconds = time.perf_counter() - started
+    return {"search": search_seconds, "start": start_seconds, "epochs": epochs,
+            "end": end_seconds, "trial": start_seconds + sum(epochs) + end_seconds,
+            "parts": dict(timers.seconds)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.tracking_share",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 2-epoch trial")
+    parser.add_argument("--epochs", type=int, help="the trial's budget (small: 10)")
+    parser.add_argument("--scale", default="small")
+    parser.add_argument("--dataset", help="default: the CIFAR-10 JPEG archive, else digits")
+    parser.add_argument("--no-server", action="store_true", help="the default store only")
+    args = parser.parse_args(argv)
+    header("bench.tracking_share", args.quick, argv)
+    from search.trial import load_trial_data
+
+    plan = make_plan(args.scale, args.epochs or (2 if args.quick else None))
+    dataset = args.dataset or default_dataset()
+    data = load_trial_data(plan.recipe, dataset)
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        folder = Path(tmp)
+        work = folder / "trials" / RUN_KEY
+        trial = platform_trial(plan, data, threads=1, out_dir=str(work))
+        history = trial["result"].history
+        note(f"the trial: {plan.net.name}, {len(history)} epochs on {data.describe()}: "
+             f"{trial['seconds']:.1f} s")
+        figure("tracking_share.trial_wall_seconds", trial["seconds"], "s")
+        stores = [("sqlite", None)] + ([] if args.no_server else [("server", "server")])
+        for name, kind in stores:
+            store = folder / name
+            store.mkdir()
+            try:
+                if kind == "server":
+                    with mlflow_server(store) as uri:
+                        seconds = track(uri, work, history, plan, store)
+                else:
+                    seconds = track(f"sqlite:///{store / 'mlflow.db'}", work, history, plan,
+                                    store)
+            except RuntimeError as error:
+                missing(f"tracking_share.{name}.share", str(error))
+                continue
+            figure(f"tracking_share.{name}.share", 100 * seconds["trial"] / trial["seconds"],
+                   "% of the trial's wall time")
+            figure(f"tracking_share.{name}.trial_seconds", seconds["trial"], "s")
+            figure(f"tracking_share.{name}.start_seconds", seconds["start"], "s")
+            figure(f"tracking_share.{name}.epoch_ms", 1000 * statistics.median(
+                seconds["epochs"]), "ms")
+            figure(f"tracking_share.{name}.end_seconds", seconds["end"], "s")
+            for part, value in sorted(seconds["parts"].items()):
+                figure(f"tracking_share.{name}.in.{part}_seconds", value, "s")
+            figure(f"tracking_share.{name}.search_seconds", seconds["search"],
+                   "s (per search)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
