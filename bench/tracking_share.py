@@ -21,13 +21,14 @@ final metrics) and its outcome. Every call is timed on the driver:
                                            run id written into the Optuna study
 
 `sqlite` is the default store (`sqlite:///<results>/mlflow.db`), `server` an `mlflow server`
-on 127.0.0.1 over its own SQLite file, started here.
+on 127.0.0.1 over its own SQLite file, started here and left to settle before it is used.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import socket
 import statistics
 import subprocess
@@ -71,6 +72,7 @@ def mlflow_server(folder: Path, timeout: float = 120.0):
             if process.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"mlflow server did not start: see {folder / 'server.log'}")
             time.sleep(0.5)
+        settle(process.pid, deadline + 60)
         yield uri
     finally:
         process.terminate()
@@ -79,6 +81,41 @@ def mlflow_server(folder: Path, timeout: float = 120.0):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by process `root` and its descendants (Linux /proc)."""
+    parents, cpu = {}, {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid in cpu:
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            total += cpu[pid]
+    return total
+
+
+def settle(root: int, deadline: float, window: float = 2.0) -> None:
+    """Wait until the server is idle (under 5% of a core): MLflow 3 starts its job runner
+    and job consumers after it answers /health, about 20 s of a core here. A server on a
+    cluster's head has long settled when trials start, so the measurement waits too."""
+    while time.time() < deadline:
+        before = tree_cpu_seconds(root)
+        time.sleep(window)
+        if tree_cpu_seconds(root) - before < 0.05 * window:
+            return
 
 
 def fake_ray_trial(plan_dict: dict, params: dict, last: dict[str, Any]) -> SimpleNamespace:
