@@ -110,13 +110,14 @@ class MlflowTracker(tune.Callback):
         self.search_name, self.space_name = search_name, space_name
         self.work_root = work_root
         self._client = None
+        self._optuna = None
         self.runs: dict[str, str] = {}
         """run key -> MLflow run id."""
         self.logged: dict[str, set[int]] = {}
         """run key -> epochs whose metrics are in MLflow."""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None, "runs": {}, "logged": {}}
+        return {**self.__dict__, "_client": None, "_optuna": None, "runs": {}, "logged": {}}
 
     def get_state(self) -> dict[str, Any]:
         return {}  # everything worth keeping is in MLflow itself; see `_attach`
@@ -187,7 +188,9 @@ class MlflowTracker(tune.Callback):
             return
         import optuna
 
-        storage = optuna.storages.RDBStorage(self.optuna_storage)
+        if self._optuna is None:  # one storage (and engine) for the search, not one per run
+            self._optuna = optuna.storages.RDBStorage(self.optuna_storage)
+        storage = self._optuna
         trial_id = storage.get_trial_id_from_study_id_trial_number(
             storage.get_study_id_from_name(self.search_name), number)
         try:
@@ -230,7 +233,8 @@ class MlflowTracker(tune.Callback):
             if source is not None:
                 # Epochs reported while the driver was down reach MLflow from the trial's file.
                 self._log_epochs(trial, read_metrics(source))
-                render_trial_plots(source)
+                if _plots_stale(source):  # a trial stopped early never drew its own
+                    render_trial_plots(source)
                 for name in TRIAL_FILES:
                     if (source / name).exists():
                         shutil.copy(source / name, staged / name)
@@ -264,6 +268,17 @@ def child_runs(mlflow_client, experiment: str, parent_run_id: str) -> list:
     return mlflow_client.search_runs(
         [experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
         max_results=50_000)
+
+
+def _plots_stale(trial_dir: Path) -> bool:
+    """True when the trial's plots are missing or older than its metrics: `run_trial` draws
+    them when a trial ends, so only one a scheduler stopped needs them drawn here."""
+    plots = [trial_dir / LEARNING_CURVE, trial_dir / PROPAGATION_PLOT]
+    metrics = trial_dir / METRICS
+    if not all(p.exists() for p in plots):
+        return True
+    return metrics.exists() and metrics.stat().st_mtime_ns > min(
+        p.stat().st_mtime_ns for p in plots)
 
 
 def _jsonable(value: Any) -> bool:
