@@ -7,7 +7,9 @@ One real `small` trial trains on real CIFAR-10 (the benchmark's trial: `bench.tr
 Then the search's own tracker (`search.tracking.MlflowTracker`) records that trial as a search
 does, once per store: the run with its params and tags when the trial starts, each epoch's
 metrics as it is reported, and at the end its artifacts (metrics, plan, propagation, plots,
-final metrics) and its outcome. Every call is timed on the driver:
+final metrics) and its outcome. The tracker journals each of them (search/journal.py) and the
+sender (search/sender.py) delivers it; in a search the sender is a background thread, here it
+is called after each step so both are timed, on the driver:
 
     tracking_share.<store>.share           tracking seconds of the trial / the trial's wall time
     tracking_share.<store>.trial_seconds   start + every epoch + the end
@@ -17,8 +19,8 @@ final metrics) and its outcome. Every call is timed on the driver:
                                            connecting (the SQLite store's schema check)
     tracking_share.<store>.in.<part>_seconds
                                            where the trial's tracking time goes: the plots
-                                           the tracker draws again, MLflow client calls, the
-                                           run id written into the Optuna study
+                                           the tracker draws again, the journal, MLflow client
+                                           calls, the run id written into the Optuna study
 
 `sqlite` is the default store (`sqlite:///<results>/mlflow.db`), `server` an `mlflow server`
 on 127.0.0.1 over its own SQLite file, started here and left to settle before it is used.
@@ -27,7 +29,6 @@ on 127.0.0.1 over its own SQLite file, started here and left to settle before it
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import socket
 import statistics
@@ -128,29 +129,30 @@ def fake_ray_trial(plan_dict: dict, params: dict, last: dict[str, Any]) -> Simpl
 
 def track(uri: str, work: Path, history: list[dict[str, Any]], plan, folder: Path
           ) -> dict[str, Any]:
-    """Record one finished trial into `uri` through the search's tracker; seconds per part."""
+    """Record one finished trial into `uri` as a search does: the tracker journals, the sender
+    delivers. Both count: the sender runs in the background, but on the driver's machine."""
     import optuna
 
     from search import SearchConfig
+    from search.journal import Journal
+    from search.sender import Sender
     from search.tracking import MlflowTracker, start_search_run
     from search.trial import plan_to_dict
     from spaces import load_space
 
     space = load_space("paper-table1", "small")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal = Journal(folder / "search")
+    sender = Sender(journal, uri, progress=False)
     started = time.perf_counter()
     artifacts = (folder / "mlartifacts").as_uri() if uri.startswith("sqlite") else None
-    experiment, parent = start_search_run(uri, SearchConfig(name="bench", scale="small"), space,
-                                          "bench", "cifar10", artifacts)
-    kwargs = {}
-    if "optuna_storage" in inspect.signature(MlflowTracker).parameters:
-        storage = f"sqlite:///{folder / 'optuna.db'}"  # the run ids go to the study too
-        study = optuna.create_study(storage=storage, study_name="bench")
-        study.ask()
-        kwargs["optuna_storage"] = storage
-    tracker = MlflowTracker(uri, experiment, parent, "bench", space.name, str(work.parent),
-                            **kwargs)
-    tracker.setup()
+    start_search_run(journal, SearchConfig(name="bench", scale="small"), space, "bench",
+                     "cifar10", artifacts)
+    storage = f"sqlite:///{folder / 'optuna.db'}"  # the run ids go to the study too
+    study = optuna.create_study(storage=storage, study_name="bench")
+    study.ask()
+    tracker = MlflowTracker(journal, "bench", space.name, str(work.parent), storage)
+    sender.send()
     search_seconds = time.perf_counter() - started
 
     import mlflow
@@ -160,21 +162,23 @@ def track(uri: str, work: Path, history: list[dict[str, Any]], plan, folder: Pat
     trial = fake_ray_trial(plan_to_dict(plan), plan.params, history[-1])
     timers = Timers()  # where the trial's tracking time goes
     timers.wrap(tracking, "render_trial_plots", "plots")
-    timers.wrap(MlflowTracker, "_link", "optuna_link")
-    for name in ("create_run", "log_batch", "log_artifacts", "set_tag", "set_terminated"):
+    timers.wrap(Sender, "_link_optuna", "optuna_link")
+    timers.wrap(Journal, "append", "journal")
+    for name in ("create_run", "search_runs", "log_batch", "log_artifacts", "set_tag",
+                 "set_terminated"):
         timers.wrap(mlflow.MlflowClient, name)
-    started = time.perf_counter()
-    tracker.on_trial_start(0, [trial], trial)
-    start_seconds = time.perf_counter() - started
-    epochs = []
-    for metrics in history:
+
+    def timed(step) -> float:
         started = time.perf_counter()
-        tracker.on_trial_result(0, [trial], trial, metrics)
-        epochs.append(time.perf_counter() - started)
-    started = time.perf_counter()
+        step()
+        sender.send()  # what the background sender does with it
+        return time.perf_counter() - started
+
     with timers:
-        tracker.on_trial_complete(0, [trial], trial)
-    end_seconds = time.perf_counter() - started
+        start_seconds = timed(lambda: tracker.on_trial_start(0, [trial], trial))
+        epochs = [timed(lambda m=metrics: tracker.on_trial_result(0, [trial], trial, m))
+                  for metrics in history]
+        end_seconds = timed(lambda: tracker.on_trial_complete(0, [trial], trial))
     return {"search": search_seconds, "start": start_seconds, "epochs": epochs,
             "end": end_seconds, "trial": start_seconds + sum(epochs) + end_seconds,
             "parts": dict(timers.seconds)}

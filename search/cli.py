@@ -15,7 +15,8 @@ from typing import Any
 
 from spaces import SCALES, SearchSpace, SpaceError, list_spaces, load_space
 
-from .config import SAMPLERS, SCHEDULERS, SearchConfigError
+from .config import DEVICE, SAMPLERS, SCHEDULERS, SearchConfigError
+from .layout import PathError, SearchPaths, check_writable
 
 EXIT_USAGE = 2
 
@@ -40,8 +41,8 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _bounded(kind: type, low: float, strict: bool = False):
-    """An argparse type: an int or finite float >= low (> low when strict)."""
+def _bounded(kind: type, low: float, strict: bool = False, below: float = math.inf):
+    """An argparse type: an int or finite float >= low (> low when strict), < below."""
     noun = "an integer" if kind is int else "a number"
 
     def parse(text: str):
@@ -49,9 +50,11 @@ def _bounded(kind: type, low: float, strict: bool = False):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not math.isfinite(value) or value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(
-                f"{text} is invalid; allowed: {noun} {'>' if strict else '>='} {low:g}")
+        if not math.isfinite(value) or value < low or (strict and value == low) \
+                or value >= below:
+            allowed = f"{noun} {'>' if strict else '>='} {low:g}" if below == math.inf else \
+                f"{noun} in [{low:g}, {'2**63' if below == 2**63 else f'{below:g}'})"
+            raise argparse.ArgumentTypeError(f"{text} is invalid; allowed: {allowed}")
         return value
 
     return parse
@@ -59,6 +62,8 @@ def _bounded(kind: type, low: float, strict: bool = False):
 
 _positive = _bounded(int, 1)
 _non_negative = _bounded(int, 0)
+_seed = _bounded(int, 0, below=2**63)  # Optuna's and numpy's seeds are 64-bit
+_port = _bounded(int, 1, below=65536)
 _positive_float = _bounded(float, 0, strict=True)
 _non_negative_float = _bounded(float, 0)
 
@@ -98,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the first anchor that agrees, then the space's defaults")
     _add_data_flags(train)
     train.add_argument("--epochs", type=_non_negative, help="epoch budget (default: the scale's)")
-    train.add_argument("--seed", type=_non_negative, help="trial seed (default 0)")
+    train.add_argument("--seed", type=_seed, help="trial seed (default 0)")
     train.add_argument("--out", help="output directory (default: "
                        "results/train/<space>/<network>-seed<N>)")
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -145,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default sqlite:///<results-dir>/optuna.db)")
     run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
                      "raised (default 1)")
-    run.add_argument("--seed", type=_non_negative, help="sampler seed (default 0)")
+    run.add_argument("--seed", type=_seed, help="sampler seed (default 0)")
     run.add_argument("--final-retrain", type=_non_negative, metavar="K", help="after the "
                      "search, retrain the top K configurations on every training image for the "
                      "test error that compares with the paper (default 0)")
@@ -154,9 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "refused before anything runs")
     _add_run_option_flags(run)
 
-    ui = commands.add_parser("ui", help="open the MLflow UI on 127.0.0.1")
+    ui = commands.add_parser("ui", help="open the MLflow UI of a results directory")
     ui.add_argument("--results-dir", default="results", help="default ./results")
-    ui.add_argument("--port", type=_positive, default=5000, help="default 5000")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                    "127.0.0.1: this machine only; 0.0.0.0 serves every network, without "
+                    "authentication)")
+    ui.add_argument("--port", type=_port, default=5000, help="default 5000")
 
     report = commands.add_parser("report", help="write (again) a search's report: the ranking "
                                  "against the paper, the verdict and why",
@@ -166,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results-dir", default="results", help="default ./results")
     report.add_argument("--optuna-storage", help="the study's storage, if not the default "
                         "sqlite:///<results-dir>/optuna.db")
+
+    sync = commands.add_parser("sync", help="send a search's tracking journal to MLflow",
+                               description="Send what a search journaled while its MLflow "
+                               "server was unreachable (a running search does this by itself).")
+    sync.add_argument("name", help="the search's name (its --name)")
+    sync.add_argument("--results-dir", default="results", help="default ./results")
 
     commands.add_parser("list-spaces", help="the built-in spaces and scales")
     return parser
@@ -234,10 +248,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                          bf16=bool(values.get("bf16", False)),
                          stop_at_chance=values.get("stop_at_chance"))
     _check_device(options)
+    if values.get("cache_dir"):
+        check_writable(values["cache_dir"], "--cache-dir")
     data = load_trial_data(plan.recipe, values.get("dataset", "digits"), values.get("data_dir"),
                            values.get("cache_dir"))
     out = Path(values.get("out") or Path("results", "train", space.name,
                                          f"{plan.net.name}-seed{plan.seed}"))
+    check_writable(out, "--out")
     resuming = (out / "checkpoint.pt").exists()
     epochs = plan.recipe.budget_epochs(len(data.train_y))
     print(f"{plan.net.name} (seed {plan.seed}, {epochs} epochs, "
@@ -266,6 +283,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _check_device(options) -> None:
     import torch
 
+    if not DEVICE.fullmatch(options.device):
+        raise UsageError(f"--device {options.device!r} is invalid; allowed: auto | cpu | cuda | "
+                         "cuda:N")
     try:
         device = options.resolve_device()
     except RuntimeError as error:
@@ -303,10 +323,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n" + result.report.summary)
         print(f"report: {result.report.directory / 'report.html'}")
     print(f"\nranking: {result.directory / 'ranking.md'} (and .csv)")
-    print(f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id})")
+    results_dir = result.directory.parents[1]
+    if result.unsent:
+        print(f"MLflow: {result.tracking_uri} is unreachable; its tracking waits in "
+              f"{result.directory / 'tracking.jsonl'}: once the server is back, run "
+              f"`resnet-search sync {result.name} --results-dir {results_dir}`")
+    else:
+        print(f"MLflow: {result.tracking_uri} (parent run {result.parent_run_id})")
     if result.tracking_uri.startswith("sqlite:///"):
-        results_dir = Path(result.tracking_uri[len("sqlite:///"):]).parent
         print(f"open the UI: resnet-search ui --results-dir {results_dir}")
+    print(f"Optuna: optuna-dashboard {_optuna_storage(results_dir, result.name)}")
+    return 0
+
+
+def _optuna_storage(results_dir: Path, name: str) -> str:
+    state = SearchPaths(results_dir, name).state
+    saved = json.loads(state.read_text()).get("optuna_storage") if state.exists() else None
+    return saved or SearchPaths(results_dir, name).optuna_uri
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Send what a search journaled while its tracking server was unreachable."""
+    from .journal import Journal
+    from .sender import Sender, TrackingError
+
+    paths = SearchPaths(Path(args.results_dir).expanduser().resolve(), args.name)
+    if not paths.state.exists():
+        raise UsageError(f"search {args.name!r} is not in {paths.root} (no "
+                         f"{paths.state.relative_to(paths.root)}); allowed: the --name of a "
+                         "search run there")
+    uri = json.loads(paths.state.read_text())["tracking_uri"]
+    sender = Sender(Journal(paths.search), uri, progress=False)
+    before = sender.pending
+    if not sender.send():
+        raise TrackingError(f"MLflow at {uri} is unreachable ({sender.last_error}); "
+                            f"{sender.pending} bytes of tracking still wait; run this again "
+                            "once it is back")
+    print(f"search {args.name}: {before} bytes of tracking sent to {uri}" if before else
+          f"search {args.name}: MLflow at {uri} already has everything")
     return 0
 
 
@@ -328,17 +382,36 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not store.exists():
         raise UsageError(f"--results-dir {args.results_dir!r} holds no MLflow store "
                          "(mlflow.db); run a search first")
-    address = f"http://127.0.0.1:{args.port}"
+    _check_can_listen(args.host, args.port)
+    address = f"http://{args.host}:{args.port}"
     print(f"MLflow UI for {store} at {address} (Ctrl-C stops it)", flush=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                f"sqlite:///{store}", "--default-artifact-root", (root / "mlartifacts").as_uri(),
-               "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+               "--host", args.host, "--port", str(args.port), "--workers", "1"]
     return subprocess.call(command, env=env)
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """A bad host or a busy port fails here in one line, not in the server's traceback."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise UsageError(f"--host {host!r} is invalid; allowed: an address of this machine "
+                         "(127.0.0.1, 0.0.0.0, ::1 or a host name)") from None
+    family, kind, _, _, address = infos[0]
+    with socket.socket(family, kind) as probe:
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise UsageError(f"--port {port} on {host} is unavailable ({error.strerror}); "
+                             "allowed: a free port (pass another --port)") from None
+
+
 COMMANDS = {"train": cmd_train, "run": cmd_run, "report": cmd_report, "ui": cmd_ui,
-            "list-spaces": cmd_list_spaces}
+            "sync": cmd_sync, "list-spaces": cmd_list_spaces}
 
 
 # Errors a user's input causes, by the module that defines them. Heavy modules (torch, Ray,
@@ -346,14 +419,14 @@ COMMANDS = {"train": cmd_train, "run": cmd_run, "report": cmd_report, "ui": cmd_
 # never imported cannot have been raised.
 _LAZY_USER_ERRORS = (("search.trial.data.options", "DataError"),
                      ("search.trial.directory", "TrialDirError"),
-                     ("search.tracking", "TrackingError"),
+                     ("search.sender", "TrackingError"),
                      ("search.report.load", "ReportError"))
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
     lazy = tuple(getattr(sys.modules[module], name) for module, name in _LAZY_USER_ERRORS
                  if module in sys.modules)
-    return (UsageError, SpaceError, SearchConfigError, *lazy)
+    return (UsageError, SpaceError, SearchConfigError, PathError, *lazy)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ No Ray, Optuna, MLflow or torch here: the command line reads its choices without
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +112,8 @@ class SearchConfig:
         self._check_choice("scheduler", SCHEDULERS)
         for name, low in (("cpus_per_trial", 0.0), ("gpus_per_trial", 0.0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low \
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < low \
                     or (name == "cpus_per_trial" and value <= 0):
                 allowed = "a number > 0" if name == "cpus_per_trial" else "a number >= 0"
                 raise SearchConfigError(f"{name}={value!r} is invalid; allowed: {allowed}")
@@ -129,9 +131,22 @@ class SearchConfig:
                 self.address == "auto" or _host_port(self.address)):
             raise SearchConfigError(f"address={self.address!r} is invalid; allowed: auto | "
                                     "HOST:PORT (a cluster's GCS address)")
-        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
             raise SearchConfigError(f"device={self.device!r} is invalid; allowed: auto | cpu | "
                                     "cuda | cuda:N")
+        if self.name is not None and not (isinstance(self.name, str)
+                                          and _NAME.fullmatch(self.name)):
+            raise SearchConfigError(f"name={self.name!r} is invalid; allowed: letters, digits, "
+                                    "'.', '_' and '-', starting with a letter or digit (it "
+                                    "names a directory, an MLflow run and an Optuna study)")
+        if not isinstance(self.experiment, str) or not self.experiment.strip():
+            raise SearchConfigError(f"experiment={self.experiment!r} is invalid; allowed: a "
+                                    "non-empty MLflow experiment name")
+        if self.optuna_storage is not None and not (
+                isinstance(self.optuna_storage, str) and _URL.fullmatch(self.optuna_storage)):
+            raise SearchConfigError(f"optuna_storage={self.optuna_storage!r} is invalid; "
+                                    "allowed: a SQLAlchemy database URL such as "
+                                    "sqlite:///PATH or postgresql://HOST/DB")
         if self.tracking_uri is not None and not self.tracking_uri.startswith(
                 ("http://", "https://", "sqlite:///", "databricks", "postgresql", "mysql")):
             raise SearchConfigError(f"tracking_uri={self.tracking_uri!r} is invalid; allowed: "
@@ -144,7 +159,9 @@ class SearchConfig:
         check_choice("", name, getattr(self, name), allowed, error=SearchConfigError)
 
 
-_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://.+")
 
 
 def _host_port(address: object) -> bool:

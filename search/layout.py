@@ -3,13 +3,37 @@
     mlflow.db, mlartifacts/     the default MLflow store (SQLite) and its artifacts
     optuna.db                   the Optuna studies, one per search name
     ray/<name>/                 Ray Tune's experiment state and trial checkpoints (--storage)
-    searches/<name>/            search.json, ranking.csv/.md, trials.csv, trials/<run key>/
+    searches/<name>/            search.json, ranking.csv/.md, trials.csv, trials/<run key>/,
+                                tracking.jsonl (the MLflow journal) and tracking.sent.json
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class PathError(ValueError):
+    """A directory the command would write cannot be written."""
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """Fail before anything is written when `path` (which may not exist yet) could not be
+    created and written: under a file, on a read-only or pseudo file system, not permitted."""
+    path = Path(path).expanduser().absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PathError(f"{what} {str(path)!r} is invalid: {existing} is a file; allowed: a "
+                        "directory path")
+    try:  # os.access says yes to root everywhere, so try it
+        os.rmdir(tempfile.mkdtemp(prefix=".resnet-search-probe-", dir=existing))
+    except OSError as error:
+        raise PathError(f"{what} {str(path)!r} is not writable ({error.strerror}); allowed: "
+                        "a directory you can write") from None
 
 
 @dataclass(frozen=True)
@@ -30,7 +54,7 @@ class SearchPaths:
 
     @property
     def state(self) -> Path:
-        """search.json: the search's identity and its parent MLflow run."""
+        """search.json: the search's identity, tracking URI and Optuna storage."""
         return self.search / "search.json"
 
     @property

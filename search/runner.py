@@ -23,12 +23,13 @@ import ray
 from spaces import SearchSpace, get_scale, load_space
 
 from .config import SearchConfig, SearchConfigError, Settings
-from .layout import SearchPaths
+from .journal import PARENT, Journal
+from .layout import SearchPaths, check_writable
 from .ranking import fail_threshold, interval95, label_failures, rank, save
 from .searcher import SpaceSearcher
+from .sender import Sender
 from .tracking import (
     check_tracking_uri,
-    client,
     finish_search_run,
     mark_failures,
     start_search_run,
@@ -44,6 +45,9 @@ from .tuner import (
     make_tuner,
 )
 
+SEND_AT_END_SECONDS = 10.0
+"""How long the end of a search waits for MLflow before it leaves the rest to `sync`."""
+
 
 @dataclass
 class SearchResult:
@@ -56,12 +60,16 @@ class SearchResult:
     """The best configuration's params."""
     directory: Path
     tracking_uri: str
-    parent_run_id: str
+    parent_run_id: str = ""
+    """Empty while the parent run has not reached MLflow (`unsent`)."""
     files: list[Path] = field(default_factory=list)
     legend: str = ""
     """The rule of the ranking's fail label, in words."""
     report: Any = None
     """The search's `search.report.Report` (None if it could not be written)."""
+    unsent: int = 0
+    """Bytes of tracking journal MLflow has not received (its server was down at the end):
+    `resnet-search sync NAME` sends them."""
 
 
 def prepare(space: str | SearchSpace,
@@ -80,11 +88,18 @@ def prepare(space: str | SearchSpace,
     plan = space.plan({**(space.anchors[0] if space.anchors else {}), **overrides}, scale)
     dataset = _absolute_dataset(config.dataset)
     data_dir, cache_dir = _absolute(config.data_dir), _absolute(config.cache_dir)
+    if cache_dir:
+        check_writable(cache_dir, "--cache-dir")
     data = load_trial_data(plan.recipe, dataset, data_dir, cache_dir)  # decode once, here
     paths = SearchPaths(Path(config.results_dir).expanduser().resolve(),
                         config.name or f"{space.name}-{scale.name}")
+    check_writable(paths.root, "--results-dir")
+    if config.storage and "://" not in config.storage:
+        check_writable(config.storage, "--storage")
     uri = config.tracking_uri or paths.mlflow_uri
-    check_tracking_uri(uri)
+    warning = check_tracking_uri(uri)
+    if warning and config.progress:
+        print(f"resnet-search: warning: {warning}", file=sys.stderr, flush=True)
     if plan.recipe.val_size < 1:
         raise SearchConfigError(f"val_size={plan.recipe.val_size} is invalid for a search; "
                                 "allowed: an integer >= 1 (the objective is the validation "
@@ -131,10 +146,13 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
     paths = settings.paths
     check_local_device(config)  # before Ray starts
     started_ray = connect_ray(config)
+    sender = None
     try:
         check_ray_devices(config)  # before anything is written
         paths.work.mkdir(parents=True, exist_ok=True)
-        state = _search_state(space, config, settings)
+        journal = Journal(paths.search)
+        _search_state(space, config, settings, journal)
+        sender = Sender(journal, settings.tracking_uri, config.progress).start()
         searcher = SpaceSearcher(
             space, config.scale, settings.optuna_storage, settings.name,
             sampler=config.sampler, seeds=config.seeds, seed=config.seed,
@@ -148,20 +166,25 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
             data_shape={"num_classes": settings.num_classes,
                         "in_channels": settings.in_channels})
         total = settings.configurations * config.seeds
-        tuner = make_tuner(config, settings, searcher, state, space, total=total,
+        tuner = make_tuner(config, settings, searcher, journal, space, total=total,
                            concurrency=default_concurrency(config, total), data=data)
         tuner.fit()
-        result = _finish(space, config, state, settings)
+        result = _finish(space, config, settings, journal, sender)
         if config.final_retrain and not result.ranking.empty:
-            result = _final_retrain(space, config, settings, state, searcher, result)
-        return _report(config, settings, state, result)
+            result = _final_retrain(space, config, settings, journal, sender, searcher, result)
+        result = _report(settings, journal, result)
+        sender.close(timeout=SEND_AT_END_SECONDS)
+        return replace(result, parent_run_id=sender.run_id() or "", unsent=sender.pending)
     finally:
+        if sender is not None:
+            sender.close(timeout=0)  # an interrupted search: what is sent is sent, the rest waits
         if started_ray:
             ray.shutdown()
 
 
-def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings, state: dict,
-                   searcher: SpaceSearcher, result: SearchResult) -> SearchResult:
+def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
+                   journal: Journal, sender: Sender, searcher: SpaceSearcher,
+                   result: SearchResult) -> SearchResult:
     """Retrain the top configurations on every training image (no validation split, as the
     paper's test numbers were measured), each seed once, to the full budget; their test error
     becomes the ranking's `final_test_error` columns, the ones to compare with the paper."""
@@ -187,10 +210,9 @@ def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
     if config.progress:
         print(f"final retraining: {len(top)} configurations x {config.seeds} seeds on every "
               "training image", flush=True)
-    make_tuner(config, settings, None, state, space, total=len(runs),
+    make_tuner(config, settings, None, journal, space, total=len(runs),
                concurrency=default_concurrency(config, len(runs)), retrain=runs).fit()
-    final = pd.DataFrame(trial_records(settings.tracking_uri, state["experiment_id"],
-                                       state["parent_run_id"], stage="final"))
+    final = pd.DataFrame(trial_records(journal, sender.ids, stage="final"))
     if final.empty:
         return result
     stats = final[final["outcome"] == "ok"].groupby("configuration_key")["test_error"].agg(
@@ -202,13 +224,11 @@ def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
                  settings.paths.search, f"{settings.name} ({space.name}, {config.scale} "
                  f"scale, {settings.dataset}), final retraining of the top "
                  f"{len(top)}", result.legend)
-    finish_search_run(settings.tracking_uri, state["parent_run_id"], files)
-    return SearchResult(result.name, result.trials, ranking, result.best, result.directory,
-                        result.tracking_uri, result.parent_run_id, files, result.legend)
+    finish_search_run(journal, files)
+    return replace(result, ranking=ranking, files=files)
 
 
-def _report(config: SearchConfig, settings: Settings, state: dict,
-            result: SearchResult) -> SearchResult:
+def _report(settings: Settings, journal: Journal, result: SearchResult) -> SearchResult:
     """The report that ends the search (search.report), on the parent run as artifacts and its
     summary as the run's description. A report that cannot be written never fails a search:
     it says why, and `resnet-search report NAME` writes it later."""
@@ -223,45 +243,42 @@ def _report(config: SearchConfig, settings: Settings, state: dict,
               f"{error}); run `resnet-search report {settings.name}`", file=sys.stderr)
         return result
     files = [path for path in written.paths.values() if Path(path).is_file()]
-    finish_search_run(settings.tracking_uri, state["parent_run_id"], files,
-                      tags={"mlflow.note.content": written.summary})
+    finish_search_run(journal, files, tags={"mlflow.note.content": written.summary})
     return replace(result, report=written)
 
 
-def _search_state(space: SearchSpace, config: SearchConfig, settings: Settings) -> dict:
-    """The search's record (search.json): its parent MLflow run, created once, re-attached
-    on resume."""
+def _search_state(space: SearchSpace, config: SearchConfig, settings: Settings,
+                  journal: Journal) -> None:
+    """The search's record (search.json) and its parent MLflow run, journaled once, running
+    again on resume."""
     paths = settings.paths
     if paths.state.exists():  # same identity: `prepare` checked
-        state = json.loads(paths.state.read_text())
-        client(settings.tracking_uri).update_run(state["parent_run_id"], status="RUNNING")
-        return state
+        journal.status(PARENT, "RUNNING")
+        return
     artifacts = (paths.mlflow_artifacts.as_uri()
                  if settings.tracking_uri.startswith("sqlite:///") else None)
-    experiment, parent = start_search_run(settings.tracking_uri, config, space, settings.name,
-                                          settings.dataset, artifacts)
+    start_search_run(journal, config, space, settings.name, settings.dataset, artifacts)
     state = {"name": settings.name, "tracking_uri": settings.tracking_uri,
-             "experiment_id": experiment, "parent_run_id": parent, "space": space.name,
+             "optuna_storage": settings.optuna_storage, "space": space.name,
              "identity": settings.identity}
     paths.state.write_text(json.dumps(state, indent=1))
-    return state
 
 
-def _finish(space: SearchSpace, config: SearchConfig, state: dict,
-            settings: Settings) -> SearchResult:
-    """Rank the search from MLflow, the record of every trial (also those that finished
+def _finish(space: SearchSpace, config: SearchConfig, settings: Settings, journal: Journal,
+            sender: Sender) -> SearchResult:
+    """Rank the search from its journal, the record of every trial (also those that finished
     while a driver was down and so are missing from Ray's result grid)."""
-    parent = state["parent_run_id"]
-    records = trial_records(settings.tracking_uri, state["experiment_id"], parent)
+    sender.drain(timeout=SEND_AT_END_SECONDS)  # the run ids of the ranking's rows, if it can
+    records = trial_records(journal, sender.ids)
     if not records:
-        finish_search_run(settings.tracking_uri, parent)
+        finish_search_run(journal)
         return SearchResult(settings.name, pd.DataFrame(), pd.DataFrame(), {},
-                            settings.paths.search, settings.tracking_uri, parent)
+                            settings.paths.search, settings.tracking_uri)
     trials = pd.DataFrame(records).sort_values(["optuna_trial", "seed"]).reset_index(drop=True)
     ranking = rank(trials, settings.epochs)
     threshold, legend = fail_threshold(ranking, trials, config.scale, settings.num_classes)
     ranking = label_failures(ranking, threshold)
-    mark_failures(settings.tracking_uri, trials, ranking)
+    mark_failures(journal, trials, ranking)
     files = save(ranking, trials.drop(columns="params_flat"), settings.paths.search,
                  f"{settings.name} ({space.name}, {config.scale} scale, {settings.dataset})",
                  legend)
@@ -269,12 +286,11 @@ def _finish(space: SearchSpace, config: SearchConfig, state: dict,
     best_row = trials[trials["optuna_trial"] == top["optuna_trial"]].iloc[0]
     best = {k[len("param."):]: v for k, v in best_row.items()
             if k.startswith("param.") and not pd.isna(v)}
-    finish_search_run(settings.tracking_uri, parent, files,
-                      {"best_val_error": float(top["val_error_mean"]),
-                       "trials": float(len(trials))},
+    finish_search_run(journal, files, {"best_val_error": float(top["val_error_mean"]),
+                                       "trials": float(len(trials))},
                       {"best_configuration": top["configuration"]})
     return SearchResult(settings.name, trials, ranking, best, settings.paths.search,
-                        settings.tracking_uri, parent, files, legend)
+                        settings.tracking_uri, files=files, legend=legend)
 
 
 def _storage_uri(storage: str) -> str:

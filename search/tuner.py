@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 from spaces import SearchSpace
 
 from .config import SearchConfig, SearchConfigError, Settings
+from .journal import Journal
 from .progress import ProgressPrinter
 from .searcher import SpaceSearcher
 from .tracking import MlflowTracker
@@ -34,6 +35,8 @@ def connect_ray(config: SearchConfig) -> bool:
     # Experiment state (searcher included) saved every second rather than every ten: a
     # driver killed mid-search loses at most a second of bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    if config.address not in (None, "auto"):
+        _check_listening(config.address)
     try:
         if config.address is None:
             start_local_ray()
@@ -44,6 +47,20 @@ def connect_ray(config: SearchConfig) -> bool:
         raise SearchConfigError(f"cannot start or join Ray at {where}: "
                                 f"{str(error).splitlines()[0]}") from None
     return True
+
+
+def _check_listening(address: str, timeout: float = 10.0) -> None:
+    """Ray retries a GCS that is not there for minutes; a TCP connect says so in seconds."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise SearchConfigError(f"address={address!r} is unreachable ({reason}); allowed: the "
+                                "GCS address of a running Ray cluster (`ray start --head` "
+                                "prints it) or auto on one of its nodes") from None
 
 
 _INIT_OPTIONS = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
@@ -149,7 +166,7 @@ class FixedRuns(Searcher):
 
 
 def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher | None,
-               state: dict, space: SearchSpace, total: int, concurrency: int,
+               journal: Journal, space: SearchSpace, total: int, concurrency: int,
                data: StagedData | None = None, retrain: list[dict] | None = None) -> tune.Tuner:
     """A new Tuner, or the search's own restored one when its experiment state exists.
 
@@ -173,9 +190,8 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
                                   reduction_factor=config.reduction_factor)
     else:
         search_alg, scheduler = searcher, FIFOScheduler()
-    callbacks = [MlflowTracker(settings.tracking_uri, state["experiment_id"],
-                               state["parent_run_id"], settings.name, space.name,
-                               str(settings.paths.work), settings.optuna_storage)]
+    callbacks = [MlflowTracker(journal, settings.name, space.name, str(settings.paths.work),
+                               settings.optuna_storage)]
     if config.progress:
         callbacks.append(ProgressPrinter(total))
     return tune.Tuner(

@@ -1,15 +1,18 @@
 """Shared helpers for the search tests: a user's space file, the CLI, and the stores."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import mlflow
 import optuna
 import pytest
+import requests
 
 USER_SPACE = textwrap.dedent('''
     from spaces import SearchSpace
@@ -51,6 +54,49 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 that a test can kill and start again (same port,
+    same store)."""
+
+    def __init__(self, root: Path, port: int):
+        self.root, self.port = root, port
+        self.uri = f"http://127.0.0.1:{port}"
+        self.store = root / "server.db"
+        self.process = None
+
+    def start(self) -> "MlflowServer":
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+             str(self.port), "--backend-store-uri", f"sqlite:///{self.store}",
+             "--artifacts-destination", str(self.root / "server-artifacts"), "--workers", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{self.uri}/health", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no goodbye to the clients."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, free_port):
+    server = MlflowServer(tmp_path, free_port).start()
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.kill()
 
 
 @pytest.fixture

@@ -1,0 +1,229 @@
+"""Delivers a search's tracking journal (search/journal.py) to MLflow, in order.
+
+A `Sender` keeps its place in `tracking.sent.json` beside the journal: the offset of the first
+entry not yet delivered, the experiment id, and the MLflow run id of every ref. It runs as a
+thread in the driver while a search runs (`start`, `close`), or once (`send`) from
+`resnet-search sync NAME`. An entry the server cannot take now (unreachable, an error on its
+side) is tried again later, in order; an entry it refuses for good (HTTP 4xx: a value MLflow
+does not accept) is skipped with a warning, so one bad value never holds back the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from typing import Any
+
+from .journal import PARENT, Journal
+
+SENT = "tracking.sent.json"
+PARENT_TAG = "mlflow.parentRunId"
+RETRY_SECONDS = 5.0
+
+
+class TrackingError(RuntimeError):
+    """The tracking server or store cannot be used; the message says which and why."""
+
+
+def client(uri: str):
+    import mlflow
+
+    # The sender retries by itself, in the background: a request that cannot get through should
+    # say so in seconds, not keep the journal waiting through the client's own minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+class Sender:
+    def __init__(self, journal: Journal, uri: str, progress: bool = True):
+        self.journal, self.uri, self.progress = journal, uri, progress
+        self.state_path = journal.directory / SENT
+        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.offset: int = state.get("offset", 0)
+        self.experiment_id: str | None = state.get("experiment_id")
+        self.ids: dict[str, str] = state.get("ids", {})
+        self.down_since: float | None = None
+        self.last_error = ""
+        self._client = None
+        self._optuna: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes of journal not yet delivered."""
+        return self.journal.size() - self.offset
+
+    def run_id(self, ref: str = PARENT) -> str | None:
+        return self.ids.get(ref)
+
+    # -- delivery ------------------------------------------------------------------------------
+    def send(self) -> bool:
+        """Deliver every entry written so far; False (and `last_error`) if the server stopped
+        it. Entries delivered stay delivered: the next call starts after them."""
+        for end, entry in self.journal.entries(self.offset):
+            try:
+                self._apply(entry)
+            except Exception as error:
+                if not _refused_for_good(error):
+                    self._went_down(error)
+                    return False
+                self._say(f"warning: MLflow refused a {entry['op']} of {entry.get('ref')!r} "
+                          f"({_one_line(error)}); skipped")
+            self.offset = end
+            self._save()
+        if self.down_since is not None:
+            self._say(f"MLflow at {self.uri} is reachable again; the journal is sent")
+            self.down_since = None
+        return True
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        op, ref = entry["op"], entry.get("ref")
+        mlflow = self._mlflow()
+        if op == "experiment":
+            self.experiment_id = _experiment(mlflow, entry)
+            return
+        if op == "create_run":
+            self.ids[ref] = self._create_run(mlflow, entry)
+            return
+        run_id = self.ids.get(ref)
+        if run_id is None:  # its run was refused: nothing of it can be written
+            return
+        if op == "log":
+            from mlflow.entities import Metric, Param
+
+            metrics = [Metric(k, v, ts, step) for k, v, ts, step in entry["metrics"]]
+            params = [Param(k, v) for k, v in entry["params"].items()]
+            for start in range(0, max(len(metrics), 1), 1000):  # MLflow's batch limit
+                mlflow.log_batch(run_id, metrics=metrics[start:start + 1000],
+                                 params=params if start == 0 else [])
+        elif op == "tags":
+            for key, value in entry["tags"].items():
+                mlflow.set_tag(run_id, key, value)
+        elif op == "status":
+            if entry["status"] == "RUNNING":
+                mlflow.update_run(run_id, status="RUNNING")
+            else:
+                mlflow.set_terminated(run_id, entry["status"])
+        elif op == "artifacts":
+            staged = self.journal.directory / entry["dir"]
+            if staged.exists():  # gone: delivered before the state file said so
+                mlflow.log_artifacts(run_id, str(staged), entry["path"])
+                shutil.rmtree(staged)
+
+    def _create_run(self, mlflow, entry: dict[str, Any]) -> str:
+        tags = dict(entry["tags"])
+        if entry["parent"]:
+            tags[PARENT_TAG] = self.ids[entry["parent"]]
+        found = mlflow.search_runs(
+            [self.experiment_id], max_results=1,
+            filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in entry["find"].items()))
+        if entry["find"] and found:
+            run_id = found[0].info.run_id
+            for key, value in tags.items():
+                mlflow.set_tag(run_id, key, value)
+            mlflow.update_run(run_id, status="RUNNING")
+        else:
+            run_id = mlflow.create_run(self.experiment_id, run_name=entry["run_name"],
+                                       tags=tags).info.run_id
+        if entry.get("optuna"):
+            self._link_optuna(entry["optuna"], run_id)
+        return run_id
+
+    def _link_optuna(self, link: dict[str, Any], run_id: str) -> None:
+        """The run id on its Optuna trial (user attribute `mlflow_run_id.s<seed>`); a trial
+        that finished before its run reached MLflow is closed to attributes, so then on the
+        study (`mlflow_run_id.<number>.s<seed>`)."""
+        import optuna
+
+        if link["storage"] not in self._optuna:  # one engine per storage, not one per run
+            self._optuna[link["storage"]] = optuna.storages.RDBStorage(link["storage"])
+        storage = self._optuna[link["storage"]]
+        study = storage.get_study_id_from_name(link["study"])
+        trial = storage.get_trial_id_from_study_id_trial_number(study, link["number"])
+        try:
+            storage.set_trial_user_attr(trial, f"mlflow_run_id.s{link['seed']}", run_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            storage.set_study_user_attr(
+                study, f"mlflow_run_id.{link['number']}.s{link['seed']}", run_id)
+
+    def _mlflow(self):
+        if self._client is None:
+            self._client = client(self.uri)
+        return self._client
+
+    def _save(self) -> None:
+        state = {"offset": self.offset, "experiment_id": self.experiment_id, "ids": self.ids}
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state))
+        temporary.replace(self.state_path)  # never half-written
+
+    def _went_down(self, error: Exception) -> None:
+        self.last_error = _one_line(error)
+        if self.down_since is None:
+            self.down_since = time.time()
+            self._say(f"warning: MLflow at {self.uri} is unreachable ({self.last_error}); "
+                      f"the search goes on and journals its tracking in {self.journal.path}")
+
+    def _say(self, message: str) -> None:
+        if self.progress:
+            print(f"resnet-search: {message}", file=sys.stderr, flush=True)
+
+    # -- in the background ---------------------------------------------------------------------
+    def start(self) -> Sender:
+        self._thread = threading.Thread(target=self._loop, name="mlflow-sender", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            delivered = self.send()
+            self._stop.wait(0.2 if delivered else RETRY_SECONDS)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (the thread sends) until everything written so far is delivered, the server
+        is found down, or `timeout` passes; True when nothing is left."""
+        deadline = time.time() + timeout
+        while self.pending > 0 and self.down_since is None and time.time() < deadline:
+            time.sleep(0.1)
+        return self.pending == 0
+
+    def close(self, timeout: float = 60.0) -> bool:
+        """Stop the thread, then try once more to deliver everything, for up to `timeout`
+        seconds; True when nothing is left."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        deadline = time.time() + timeout
+        while not self.send() and time.time() < deadline:
+            time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.time())))
+        return self.pending == 0
+
+
+def _experiment(mlflow, entry: dict[str, Any]) -> str:
+    experiment = mlflow.get_experiment_by_name(entry["name"])
+    if experiment is None:
+        return mlflow.create_experiment(entry["name"], entry["artifact_location"],
+                                        tags=entry["tags"])
+    for key, value in entry["tags"].items():
+        if experiment.tags.get(key) != value:
+            mlflow.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+def _refused_for_good(error: Exception) -> bool:
+    """MLflow said no to the value itself (HTTP 4xx), not to being asked now."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(error, MlflowException) and 400 <= error.get_http_status_code() < 500 \
+        and "Max retries" not in str(error)
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"[:200]
