@@ -138,17 +138,17 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
     """Run (or resume) a search over `space`; see the module docstring."""
     config = config or SearchConfig()
     space, settings, data = prepare(space, config)  # every check, before anything is written
-    if config.progress:
-        print(f"search {settings.name}: space {space.name} ({space.source}), "
-              f"{config.scale} scale, {settings.configurations} configurations x "
-              f"{config.seeds} seeds, sampler {config.sampler}, scheduler {config.scheduler}",
-              flush=True)
     paths = settings.paths
     check_local_device(config)  # before Ray starts
     started_ray = connect_ray(config)
     sender = None
     try:
         check_ray_devices(config)  # before anything is written
+        if config.progress:
+            print(f"search {settings.name}: space {space.name} ({space.source}), "
+                  f"{config.scale} scale, {settings.configurations} configurations x "
+                  f"{config.seeds} seeds, sampler {config.sampler}, scheduler "
+                  f"{config.scheduler}", flush=True)
         paths.work.mkdir(parents=True, exist_ok=True)
         journal = Journal(paths.search)
         _search_state(space, config, settings, journal)
