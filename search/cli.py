@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "results/train/<space>/<network>-seed<N>)")
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     train.add_argument("--threads", type=_positive, help="torch CPU threads")
+    train.add_argument("--fresh", action="store_true", help="start over: remove the trial's "
+                       "files from --out first (a finished or corrupted trial)")
     _add_run_option_flags(train)
 
     run = commands.add_parser("run", help="run (or resume) a search",
@@ -151,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
                      "raised (default 1)")
     run.add_argument("--seed", type=_seed, help="sampler seed (default 0)")
+    run.add_argument("--fresh", action="store_true", default=None, help="start the search "
+                     "over: remove its directory, Ray experiment and Optuna study first (its "
+                     "MLflow runs stay); without it the same --name resumes, or shows a "
+                     "finished search")
     run.add_argument("--final-retrain", type=_non_negative, metavar="K", help="after the "
                      "search, retrain the top K configurations on every training image for the "
                      "test error that compares with the paper (default 0)")
@@ -236,6 +242,7 @@ def complete_params(space: SearchSpace, given: dict[str, Any]) -> dict[str, Any]
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .trial import RunOptions, load_trial_data, run_trial
+    from .trial.directory import TrialDir
 
     values = _merge(args, TRAIN_CONFIG_KEYS)
     scale = values.get("scale", "small")
@@ -255,6 +262,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(values.get("out") or Path("results", "train", space.name,
                                          f"{plan.net.name}-seed{plan.seed}"))
     check_writable(out, "--out")
+    if args.fresh and out.is_dir():
+        TrialDir(out).clear()
     resuming = (out / "checkpoint.pt").exists()
     epochs = plan.recipe.budget_epochs(len(data.train_y))
     print(f"{plan.net.name} (seed {plan.seed}, {epochs} epochs, "
@@ -314,6 +323,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items()
               if v is not None and k not in ("command", "space")}
     result = run(args.space, SearchConfig(**values))
+    if result.finished_before:
+        print(f"search {result.name} has finished before; here is what it found. To run it "
+              f"again from scratch, add --fresh; to start another search, pass --name NEW.")
+        report = result.directory / "report.html"
+        if report.exists():
+            print(f"report: {report}")
     print()
     if result.ranking.empty:
         print("no trial finished")

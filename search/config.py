@@ -82,6 +82,10 @@ class SearchConfig:
     """bf16 autocast on CUDA; fp32 (the default) is the paper's arithmetic."""
     stop_at_chance: int | None = None
     """Stop trials still at chance after this many epochs (None: train every budget out)."""
+    fresh: bool = False
+    """Start the search over: its directory, Ray experiment and Optuna study are removed first
+    (its MLflow runs stay, beside the new ones: a new generation). False: the same name resumes
+    an unfinished search and shows a finished one."""
     final_retrain: int = 0
     """After the search, retrain the top K full-budget configurations on every training image
     (no validation split), each seed, for the test error that compares with the paper."""
@@ -105,8 +109,10 @@ class SearchConfig:
             self._check_int("concurrency", 1)
         if self.stop_at_chance is not None:
             self._check_int("stop_at_chance", 1)
-        if not isinstance(self.bf16, bool):
-            raise SearchConfigError(f"bf16={self.bf16!r} is invalid; allowed: True | False")
+        for name in ("bf16", "fresh"):
+            if not isinstance(getattr(self, name), bool):
+                raise SearchConfigError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
+                                        "True | False")
         self._check_choice("scale", tuple(SCALES))
         self._check_choice("sampler", SAMPLERS)
         self._check_choice("scheduler", SCHEDULERS)
@@ -192,6 +198,9 @@ class Settings:
     in_channels: int
     identity: dict[str, Any]
     """What a resumed search must agree on with the one it resumes."""
+    generation: int = 0
+    """How many times the search was started over (`SearchConfig.fresh`): its MLflow runs
+    carry it, so a new generation never attaches to the old one's runs."""
 
     @property
     def name(self) -> str:

@@ -182,6 +182,17 @@ def to_text(ranking: pd.DataFrame, limit: int = 20) -> str:
     return text
 
 
+def read(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ranking, trials) as `save` wrote them: keys as strings, an empty label as ""."""
+    keys = {"configuration_key": str}
+    ranking = pd.read_csv(directory / "ranking.csv", dtype=keys)
+    trials = pd.read_csv(directory / "trials.csv", dtype=keys)
+    for column in ("fail", "outcomes"):
+        ranking[column] = ranking.get(column, pd.Series("", index=ranking.index)) \
+            .fillna("").astype(str)
+    return ranking, trials
+
+
 def save(ranking: pd.DataFrame, trials: pd.DataFrame, directory: Path, title: str,
          legend: str = "") -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)

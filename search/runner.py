@@ -25,7 +25,7 @@ from spaces import SearchSpace, get_scale, load_space
 from .config import SearchConfig, SearchConfigError, Settings
 from .journal import PARENT, Journal
 from .layout import SearchPaths, check_writable
-from .ranking import fail_threshold, interval95, label_failures, rank, save
+from .ranking import fail_threshold, interval95, label_failures, rank, read, save
 from .searcher import SpaceSearcher
 from .sender import Sender
 from .tracking import (
@@ -67,6 +67,8 @@ class SearchResult:
     """The rule of the ranking's fail label, in words."""
     report: Any = None
     """The search's `search.report.Report` (None if it could not be written)."""
+    finished_before: bool = False
+    """The search had finished before this call: shown from its files, nothing ran."""
     unsent: int = 0
     """Bytes of tracking journal MLflow has not received (its server was down at the end):
     `resnet-search sync NAME` sends them."""
@@ -117,7 +119,8 @@ def prepare(space: str | SearchSpace,
         identity={"space_source": space.source, "scale": scale.name, "dataset": dataset,
                   "sampler": config.sampler, "seeds": config.seeds, "tracking_uri": uri,
                   "recipe": plan.recipe.to_dict(), "trials": configurations})
-    _check_same_search(paths, settings.identity)
+    if not config.fresh:
+        _check_same_search(paths, settings.identity)
     return space, settings, StagedData(data_regime(plan.recipe, dataset), data)
 
 
@@ -139,6 +142,8 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
     config = config or SearchConfig()
     space, settings, data = prepare(space, config)  # every check, before anything is written
     paths = settings.paths
+    if not config.fresh and _saved_state(paths).get("finished"):
+        return _finished_before(settings)
     check_local_device(config)  # before Ray starts
     started_ray = connect_ray(config)
     sender = None
@@ -149,6 +154,8 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                   f"{config.scale} scale, {settings.configurations} configurations x "
                   f"{config.seeds} seeds, sampler {config.sampler}, scheduler "
                   f"{config.scheduler}", flush=True)
+        settings = replace(settings, generation=_start_over(settings) if config.fresh else
+                           _saved_state(paths).get("generation", 0))
         paths.work.mkdir(parents=True, exist_ok=True)
         journal = Journal(paths.search)
         _search_state(space, config, settings, journal)
@@ -173,6 +180,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         if config.final_retrain and not result.ranking.empty:
             result = _final_retrain(space, config, settings, journal, sender, searcher, result)
         result = _report(settings, journal, result)
+        _save_state(paths, {**_saved_state(paths), "finished": True})
         sender.close(timeout=SEND_AT_END_SECONDS)
         return replace(result, parent_run_id=sender.run_id() or "", unsent=sender.pending)
     finally:
@@ -257,11 +265,53 @@ def _search_state(space: SearchSpace, config: SearchConfig, settings: Settings,
         return
     artifacts = (paths.mlflow_artifacts.as_uri()
                  if settings.tracking_uri.startswith("sqlite:///") else None)
-    start_search_run(journal, config, space, settings.name, settings.dataset, artifacts)
-    state = {"name": settings.name, "tracking_uri": settings.tracking_uri,
-             "optuna_storage": settings.optuna_storage, "space": space.name,
-             "identity": settings.identity}
-    paths.state.write_text(json.dumps(state, indent=1))
+    start_search_run(journal, config, space, settings.name, settings.dataset, artifacts,
+                     settings.generation)
+    _save_state(paths, {"name": settings.name, "tracking_uri": settings.tracking_uri,
+                        "optuna_storage": settings.optuna_storage, "space": space.name,
+                        "generation": settings.generation, "identity": settings.identity})
+
+
+def _saved_state(paths: SearchPaths) -> dict:
+    return json.loads(paths.state.read_text()) if paths.state.exists() else {}
+
+
+def _save_state(paths: SearchPaths, state: dict) -> None:
+    temporary = paths.state.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=1))
+    temporary.replace(paths.state)
+
+
+def _start_over(settings: Settings) -> int:
+    """`fresh`: remove what the search left (its directory, Ray experiments, Optuna study);
+    returns its next generation. MLflow keeps the old runs: the new ones are told apart by
+    their `generation` tag, so neither is mistaken for the other's."""
+    import shutil
+
+    import optuna
+
+    paths = settings.paths
+    generation = _saved_state(paths).get("generation", 0) + 1 if paths.state.exists() else 0
+    shutil.rmtree(paths.search, ignore_errors=True)
+    if "://" not in settings.storage:  # a bucket's old experiment stays; restore ignores it
+        for name in (settings.name, settings.name + "-final"):
+            shutil.rmtree(Path(settings.storage) / name, ignore_errors=True)
+    try:
+        optuna.delete_study(study_name=settings.name, storage=settings.optuna_storage)
+    except KeyError:  # no such study yet
+        pass
+    return generation
+
+
+def _finished_before(settings: Settings) -> SearchResult:
+    """A finished search, shown again from its files (no Ray): re-running a name never
+    silently replays it."""
+    paths = settings.paths
+    ranking, trials = read(paths.search)
+    sender = Sender(Journal(paths.search), settings.tracking_uri, progress=False)
+    return SearchResult(settings.name, trials, ranking, {}, paths.search,
+                        settings.tracking_uri, sender.run_id() or "", finished_before=True,
+                        unsent=sender.pending)
 
 
 def _finish(space: SearchSpace, config: SearchConfig, settings: Settings, journal: Journal,

@@ -80,8 +80,10 @@ class MlflowTracker(tune.Callback):
     """
 
     def __init__(self, journal: Journal, search_name: str, space_name: str, work_root: str,
-                 optuna_storage: str | None = None):
+                 optuna_storage: str | None = None, generation: int = 0):
         self.journal = journal
+        self.generation = str(generation)
+        """A search started over (`fresh`) is a new generation: its runs are new ones."""
         self.optuna_storage = optuna_storage
         self.search_name, self.space_name = search_name, space_name
         self.work_root = work_root
@@ -118,8 +120,9 @@ class MlflowTracker(tune.Callback):
         key = config["run_key"]
         plan = plan_from_dict(config["plan"])
         number, seed = config["optuna_trial"], config["seed"]
-        tags = {"run_key": key, "ray_trial_id": trial.trial_id, "optuna_trial": str(number),
-                "seed": str(seed), "search": self.search_name, "space": self.space_name,
+        identity = {"search": self.search_name, "generation": self.generation, "run_key": key}
+        tags = {**identity, "ray_trial_id": trial.trial_id, "optuna_trial": str(number),
+                "seed": str(seed), "space": self.space_name,
                 "network": plan.net.name, "outcome": "running",
                 "configuration_key": config["configuration_key"],
                 "stage": config.get("stage", "search"), "params": json.dumps(config["params"])}
@@ -128,7 +131,7 @@ class MlflowTracker(tune.Callback):
         link = {"storage": self.optuna_storage, "study": self.search_name, "number": number,
                 "seed": seed} if self.optuna_storage and not final else None
         self.journal.create_run(key, f"{final}{number}-{plan.net.name}-s{seed}", tags,
-                                parent=PARENT, find={"search": self.search_name, "run_key": key},
+                                parent=PARENT, find=identity,
                                 optuna=link)
         params = {k: str(v) for k, v in {**plan.flat(), "optuna_trial": number}.items()
                   if v is not None}
@@ -213,16 +216,16 @@ def _jsonable(value: Any) -> bool:
 
 
 def start_search_run(journal: Journal, config: SearchConfig, space, name: str, dataset: str,
-                     artifact_location: str | None) -> None:
+                     artifact_location: str | None, generation: int = 0) -> None:
     """The search's parent run, with its configuration as params and the space file as an
     artifact. A search resumed where its results directory is gone (a new cluster: the stores
     outlived `ray down`, the head's disk did not) finds its parent run by name instead of
     starting a second one beside its own trials."""
     journal.experiment(config.experiment, artifact_location, EXPERIMENT_KIND)
-    tags = {"search": name, "parent": "true", "space": space.name,
-            "space_source": space.source, "scale": config.scale, "dataset": dataset,
-            **provenance_tags()}
-    journal.create_run(PARENT, name, tags, find={"search": name, "parent": "true"})
+    identity = {"search": name, "generation": str(generation), "parent": "true"}
+    tags = {**identity, "space": space.name, "space_source": space.source,
+            "scale": config.scale, "dataset": dataset, **provenance_tags()}
+    journal.create_run(PARENT, name, tags, find=identity)
     params = {k: v for k, v in asdict(config).items() if k != "progress" and v is not None}
     params.update(name=name, space=space.name, space_source=space.source,
                   space_fixed=json.dumps(space.fixed), anchors=len(space.anchors))

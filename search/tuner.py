@@ -191,7 +191,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     else:
         search_alg, scheduler = searcher, FIFOScheduler()
     callbacks = [MlflowTracker(journal, settings.name, space.name, str(settings.paths.work),
-                               settings.optuna_storage)]
+                               settings.optuna_storage, settings.generation)]
     if config.progress:
         callbacks.append(ProgressPrinter(total))
     return tune.Tuner(

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from search.layout import SearchPaths
+from search.ranking import read
 
 BUILTIN_SPACES = ("paper-table1", "paper-table2", "paper-joint")
 """The spaces whose reports carry the paper's columns."""
@@ -139,12 +140,7 @@ def load_search(name: str, results_dir: str | Path = "results") -> SearchRecord:
             raise ReportError(f"search {name!r} has no {required} yet (it ends a search): "
                               f"{paths.search / required}")
     state = json.loads(paths.state.read_text()) if paths.state.exists() else {"name": name}
-    keys = {"configuration_key": str}
-    ranking = pd.read_csv(paths.search / "ranking.csv", dtype=keys)
-    trials = pd.read_csv(paths.search / "trials.csv", dtype=keys)
-    if "fail" not in ranking:
-        ranking["fail"] = ""
-    ranking["fail"] = ranking["fail"].fillna("").astype(str)
+    ranking, trials = read(paths.search)
     budget = int(state.get("identity", {}).get("recipe", {}).get("epochs") or 0)
     if not budget and len(ranking):
         budget = int(ranking["epochs"].max())

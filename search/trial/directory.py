@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ METRICS = "metrics.jsonl"
 PROPAGATION = "propagation.json"
 RESULT = "result.json"
 PLAN = "plan.json"
+LEARNING_CURVE = "learning_curve.png"
+PROPAGATION_PLOT = "propagation.png"
 
 
 class TrialDirError(ValueError):
@@ -58,6 +62,13 @@ class TrialDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def clear(self) -> None:
+        """Remove the trial's own files (`--fresh`), and nothing else a directory may hold."""
+        for name in (CHECKPOINT, METRICS, PROPAGATION, RESULT, PLAN, LEARNING_CURVE,
+                     PROPAGATION_PLOT):
+            for path in (self.file(name), self.file(name + ".tmp")):
+                path.unlink(missing_ok=True)
+
     @property
     def finished(self) -> bool:
         return self.file(RESULT).exists()
@@ -74,7 +85,8 @@ class TrialDir:
         self.path.mkdir(parents=True, exist_ok=True)
         if not self.file(PLAN).exists():
             return
-        saved = json.loads(self.file(PLAN).read_text())
+        with self.reading(PLAN):
+            saved = json.loads(self.file(PLAN).read_text())
         mine = plan_to_dict(plan)
         # The data fills in channels and classes: compare what the plan itself fixes.
         blank = {"num_classes": 0, "in_channels": 0}
@@ -83,6 +95,19 @@ class TrialDir:
         if not same:
             raise TrialDirError(f"{self.path} holds a different trial ({saved['net']['unit']}, "
                                 f"seed {saved['seed']}); choose another output directory")
+
+    @contextmanager
+    def reading(self, name: str):
+        """A file of the directory that cannot be read back is named, with the way out."""
+        try:
+            yield
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError,
+                pickle.UnpicklingError) as error:
+            reason = "not a checkpoint this trial wrote" if name == CHECKPOINT else \
+                (str(error).splitlines() or [""])[0][:120] or type(error).__name__
+            raise TrialDirError(f"{self.file(name)} is corrupted ({reason}); start the trial "
+                                "over with --fresh, or choose another output directory") \
+                from None
 
     def start(self, plan: TrialPlan, net: NetSpec, data_description: str,
               initial: PropagationProfile) -> dict[str, dict]:
@@ -98,14 +123,16 @@ class TrialDir:
                device: torch.device) -> tuple[int, list[dict[str, Any]], dict[str, dict]]:
         """Load the checkpoint into model, optimizer and RNGs; the epoch it ends, and the
         metrics and propagation records up to that epoch."""
-        state = torch.load(self.file(CHECKPOINT), weights_only=True, map_location="cpu")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"], batch_order, device)
-        epoch = state["epoch"]
-        propagation = {key: profile for key, profile
-                       in json.loads(self.file(PROPAGATION).read_text()).items()
-                       if int(key) <= epoch}
+        with self.reading(CHECKPOINT):
+            state = torch.load(self.file(CHECKPOINT), weights_only=True, map_location="cpu")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            _set_rng_state(state["rng"], batch_order, device)
+            epoch = state["epoch"]
+        with self.reading(PROPAGATION):
+            propagation = {key: profile for key, profile
+                           in json.loads(self.file(PROPAGATION).read_text()).items()
+                           if int(key) <= epoch}
         return epoch, self.history(upto=epoch), propagation
 
     def save_epoch(self, model, optimizer, batch_order: torch.Generator, device: torch.device,
@@ -124,7 +151,8 @@ class TrialDir:
         """The metrics of epochs 1..upto; later lines (written after the checkpoint) are
         dropped from the file too."""
         path = self.file(METRICS)
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        with self.reading(METRICS):
+            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         kept = [m for m in lines if m["epoch"] <= upto]
         path.write_text("".join(json.dumps(m) + "\n" for m in kept))
         return kept
@@ -134,7 +162,8 @@ class TrialDir:
                                        "epochs": result.epochs, "metrics": result.metrics})
 
     def result(self) -> TrialResult:
-        saved = json.loads(self.file(RESULT).read_text())
+        with self.reading(RESULT):
+            saved = json.loads(self.file(RESULT).read_text())
         return TrialResult(saved["outcome"], saved["epochs"], saved["metrics"], saved["reason"],
                            self.history(upto=saved["epochs"]))
 
@@ -148,7 +177,8 @@ def checkpoint_epoch(out: str | Path) -> int:
     path = Path(out) / CHECKPOINT
     if not path.exists():
         return 0
-    return int(torch.load(path, weights_only=True, mmap=True, map_location="cpu")["epoch"])
+    with TrialDir(out).reading(CHECKPOINT):
+        return int(torch.load(path, weights_only=True, mmap=True, map_location="cpu")["epoch"])
 
 
 def load_propagation(out: str | Path) -> dict[int, PropagationProfile]:

@@ -6,10 +6,13 @@ from pathlib import Path
 
 from residual.propagation import plot_propagation
 
-from .directory import PROPAGATION, load_propagation, read_metrics
-
-LEARNING_CURVE = "learning_curve.png"
-PROPAGATION_PLOT = "propagation.png"
+from .directory import (
+    LEARNING_CURVE,
+    PROPAGATION,
+    PROPAGATION_PLOT,
+    load_propagation,
+    read_metrics,
+)
 
 
 def render_trial_plots(trial_dir: str | Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """Searches end to end on a real local Ray, a real Optuna study and a real MLflow store."""
 
 import math
+from dataclasses import replace
 
 import pytest
 from optuna.trial import TrialState
@@ -8,6 +9,7 @@ from ray.tune import ExperimentAnalysis
 from scipy import stats
 
 from search import SearchConfig, run
+from search.ranking import read
 
 EPOCHS = 3
 
@@ -119,7 +121,8 @@ def test_asha_stops_hopeless_trials_and_records_them_as_stopped(tmp_path, mlflow
                 range(1, int(group["epochs"].max()) + 1))
 
 
-def test_grid_runs_the_anchors_exactly_with_every_seed(tmp_path, space_file, study):
+def test_grid_runs_the_anchors_exactly_with_every_seed(tmp_path, space_file, study,
+                                                       mlflow_runs):
     from spaces import load_space
 
     space = load_space(f"{space_file}:my_space", "smoke")
@@ -143,3 +146,18 @@ def test_grid_runs_the_anchors_exactly_with_every_seed(tmp_path, space_file, stu
     assert result.best == {"shortcut": "identity", "activation": "full_preact"}
     markdown = (result.directory / "ranking.md").read_text()
     assert "±" in markdown and "resnet8-identity-full_preact" in markdown
+
+    # The same name again: the finished search is shown from its files, nothing runs.
+    trained = (result.directory / "trials" / "0000-s0" / "checkpoint.pt").stat().st_mtime_ns
+    shown = run(space, config)
+    assert shown.finished_before and shown.ranking.equals(read(result.directory)[0])
+    assert list(shown.ranking["configuration"]) == list(result.ranking["configuration"])
+    assert (result.directory / "trials" / "0000-s0" / "checkpoint.pt").stat().st_mtime_ns \
+        == trained
+    # --fresh: run again from scratch, as a new generation of MLflow runs beside the old.
+    again = run(space, replace(config, fresh=True))
+    assert not again.finished_before and len(again.trials) == 4
+    assert len(study(tmp_path / "results", "grid").trials) == 2
+    _, parents, children = mlflow_runs(tmp_path / "results")
+    assert sorted(r.data.tags["generation"] for r in parents) == ["0", "1"]
+    assert sorted(r.data.tags["generation"] for r in children) == ["0"] * 4 + ["1"] * 4

@@ -15,7 +15,7 @@ from search.trial import (
     load_trial_data,
     run_trial,
 )
-from search.trial.directory import CHECKPOINT, METRICS
+from search.trial.directory import CHECKPOINT, METRICS, TrialDir
 from spaces import load_space
 
 CPU = RunOptions(device="cpu", threads=1)
@@ -146,3 +146,17 @@ def test_stopping_at_chance_is_opt_in_and_keeps_measured_errors(digits, tmp_path
     assert result.epochs == 2
     assert 0.8 <= result.metrics["val_error"] <= 1.0  # measured, not a penalty
     assert result.metrics["objective"] == result.metrics["val_error"]
+
+
+@pytest.mark.parametrize("name, garbage", [("checkpoint.pt", b"not a checkpoint"),
+                                           ("plan.json", b"{oops"),
+                                           ("metrics.jsonl", b"{oops\n")])
+def test_corrupted_file_is_named_with_the_way_out(digits, tmp_path, name, garbage):
+    plan = _plan({}, epochs=2)
+    run_trial(plan, digits, tmp_path, None, CPU)
+    (tmp_path / "result.json").unlink()  # as if killed before the end: it would resume
+    (tmp_path / name).write_bytes(garbage)
+    with pytest.raises(TrialDirError, match=f"{name} is corrupted .*--fresh"):
+        run_trial(plan, digits, tmp_path, None, CPU)
+    TrialDir(tmp_path).clear()  # what --fresh does: the trial starts over
+    assert run_trial(plan, digits, tmp_path, None, CPU).epochs == 2
