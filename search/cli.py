@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "Ray gives a GPU with --gpus-per-trial, else cpu); cuda without a GPU is "
                      "refused before anything runs")
     _add_run_option_flags(run)
+    run.add_argument("-v", "--verbose", action="store_true", default=None, help="Ray's, "
+                     "Tune's and MLflow's own output too (default: the search's progress only)")
 
     ui = commands.add_parser("ui", help="open the MLflow UI of a results directory")
     ui.add_argument("--results-dir", default="results", help="default ./results")

@@ -90,6 +90,9 @@ class SearchConfig:
     """After the search, retrain the top K full-budget configurations on every training image
     (no validation split), each seed, for the test error that compares with the paper."""
     progress: bool = True
+    verbose: bool = False
+    """Ray's, Tune's and MLflow's own output too (quiet by default: the search's progress
+    lines only)."""
 
     def __post_init__(self) -> None:
         self._check_int("trials", 1)
@@ -109,7 +112,7 @@ class SearchConfig:
             self._check_int("concurrency", 1)
         if self.stop_at_chance is not None:
             self._check_int("stop_at_chance", 1)
-        for name in ("bf16", "fresh"):
+        for name in ("bf16", "fresh", "verbose"):
             if not isinstance(getattr(self, name), bool):
                 raise SearchConfigError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
                                         "True | False")

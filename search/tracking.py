@@ -226,7 +226,8 @@ def start_search_run(journal: Journal, config: SearchConfig, space, name: str, d
     tags = {**identity, "space": space.name, "space_source": space.source,
             "scale": config.scale, "dataset": dataset, **provenance_tags()}
     journal.create_run(PARENT, name, tags, find=identity)
-    params = {k: v for k, v in asdict(config).items() if k != "progress" and v is not None}
+    params = {k: v for k, v in asdict(config).items()
+              if k not in ("progress", "verbose", "fresh") and v is not None}
     params.update(name=name, space=space.name, space_source=space.source,
                   space_fixed=json.dumps(space.fixed), anchors=len(space.anchors))
     journal.log(PARENT, params={k: str(v)[:6000] for k, v in params.items()})

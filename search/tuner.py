@@ -6,6 +6,7 @@ callbacks (MLflow tracking, progress) are wired here and nowhere else.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -37,11 +38,14 @@ def connect_ray(config: SearchConfig) -> bool:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     if config.address not in (None, "auto"):
         _check_listening(config.address)
+    _set_output(config.verbose)
+    options = {**_INIT_OPTIONS, **({"log_to_driver": True, "logging_level": "INFO"}
+                                   if config.verbose else {})}
     try:
         if config.address is None:
-            start_local_ray()
+            start_local_ray(**options)
         else:
-            ray.init(address=config.address, **_INIT_OPTIONS)
+            ray.init(address=config.address, **options)
     except Exception as error:
         where = config.address or "a local Ray instance"
         raise SearchConfigError(f"cannot start or join Ray at {where}: "
@@ -63,11 +67,20 @@ def _check_listening(address: str, timeout: float = 10.0) -> None:
                                 "prints it) or auto on one of its nodes") from None
 
 
+def _set_output(verbose: bool) -> None:
+    """Quiet by default: the search prints its own progress lines; Tune's experiment box and
+    TensorBoard hint, MLflow's store messages and the workers' output only with `verbose`."""
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old reporter, at verbose=0: silent
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # if it was imported already
+
+
 _INIT_OPTIONS = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
                  "configure_logging": True}
 
 
-def start_local_ray(**resources) -> None:
+def start_local_ray(**options) -> None:
     """Start a one-machine Ray whose servers listen on the loopback only.
 
     Every Ray server (GCS, raylet and object manager, workers' and the driver's gRPC servers,
@@ -77,15 +90,15 @@ def start_local_ray(**resources) -> None:
     clusters are disabled (its Windows/macOS default); that switch is held off for the
     duration of this call only, so a later `ray.init(address=...)` in this process resolves
     addresses as usual. Token authentication stays as Ray sets it (on for a local Ray unless
-    RAY_AUTH_MODE=disabled). `resources`: `ray.init`'s num_cpus, num_gpus, ... (tests declare
-    GPUs a machine does not have).
+    RAY_AUTH_MODE=disabled). `options`: more of `ray.init`'s, e.g. num_cpus, num_gpus (tests
+    declare GPUs a machine does not have).
     """
     from ray._private import ray_constants
 
     clusters = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(address="local", _node_ip_address=LOOPBACK, **_INIT_OPTIONS, **resources)
+        ray.init(address="local", _node_ip_address=LOOPBACK, **{**_INIT_OPTIONS, **options})
     finally:
         if clusters is None:
             del ray_constants.ENABLE_RAY_CLUSTER
@@ -202,4 +215,5 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
         run_config=tune.RunConfig(
             name=name, storage_path=settings.storage, callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0))
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=1 if config.verbose else 0))

@@ -21,6 +21,11 @@ def test_user_space_search_from_the_command_line(tmp_path, space_file, cli, mlfl
                "--concurrency", 2, "--scheduler", "none", "--name", "mine", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ranking:" in done.stdout and "resnet8-identity-full_preact" in done.stdout
+    # Quiet by default: the search's own lines, not Tune's box or MLflow's store messages;
+    # at the end, where everything is and how to open it.
+    assert "Configuration for experiment" not in done.stdout and "TensorBoard" not in done.stdout
+    assert " INFO " not in done.stderr, done.stderr[-2000:]
+    assert "resnet-search ui --results-dir" in done.stdout and "optuna-dashboard" in done.stdout
     results = tmp_path / "results"
 
     client, parents, children = mlflow_runs(results)
