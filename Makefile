@@ -15,9 +15,14 @@ demo: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu: PyTorch's CPU-only wheels, for machines
+# without a GPU (PyPI's wheels bring the CUDA libraries).
+TORCH_INDEX ?=
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) torch torchvision)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 

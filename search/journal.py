@@ -40,6 +40,7 @@ class Journal:
         self.directory = Path(directory)
         self.path = self.directory / JOURNAL
         self._lock = threading.Lock()
+        self._tail_checked = False
 
     def __getstate__(self) -> dict[str, Any]:  # Ray Tune pickles its callbacks
         return {"directory": self.directory, "path": self.path}
@@ -47,15 +48,32 @@ class Journal:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._tail_checked = False
 
     def append(self, op: str, **fields: Any) -> None:
         line = json.dumps({"op": op, **fields}) + "\n"
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
+            if not self._tail_checked:
+                self._drop_torn_tail()
+                self._tail_checked = True
             with self.path.open("a") as file:
                 file.write(line)
                 file.flush()
                 os.fsync(file.fileno())  # a killed driver loses no entry it has written
+
+    def _drop_torn_tail(self) -> None:
+        """A driver killed inside a write can leave half a line: it was never an entry, and
+        the next one must not be glued to it."""
+        if not self.path.exists() or not self.path.stat().st_size:
+            return
+        with self.path.open("rb+") as file:
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) == b"\n":
+                return
+            file.seek(0)
+            content = file.read()
+            file.truncate(content.rfind(b"\n") + 1)
 
     def entries(self, offset: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
         """(offset after the entry, entry) from `offset` on; a line still being written (no

@@ -66,6 +66,8 @@ class ProgressPrinter(tune.Callback):
             detail = f"{errors} after {result.get('epoch')} epochs"
             if outcome == "ok" and val is not None and (self.best is None or val < self.best[0]):
                 self.best = (val, _name(trial))
+        elif outcome == "error":
+            detail = f" ({_last_line(trial.error_file)}; the whole error: {trial.error_file})"
         self._print(f"{outcome:8s} {_name(trial)}{detail}")
         self._status(trials)
 
@@ -89,3 +91,15 @@ def _name(trial) -> str:
     config = trial.config
     net = NetSpec.from_dict(config["plan"]["net"]).name
     return f"#{config['optuna_trial']}/s{config['seed']} {label(config['params'], net)}"
+
+
+def _last_line(error_file: str | None) -> str:
+    """The exception line of a Ray trial's error file (Tune logs the traceback itself only
+    with --verbose)."""
+    try:
+        lines = [line for line in open(error_file).read().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return "no error file"
+    exception = next((line for line in reversed(lines) if "Error" in line.split(":")[0]),
+                     lines[-1] if lines else "")
+    return exception.strip()[:160]

@@ -180,7 +180,12 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         if config.final_retrain and not result.ranking.empty:
             result = _final_retrain(space, config, settings, journal, sender, searcher, result)
         result = _report(settings, journal, result)
-        _save_state(paths, {**_saved_state(paths), "finished": True})
+        # Errored trials resume when the same command runs again (Tuner.restore): not finished.
+        errored = int((result.trials.get("outcome", pd.Series(dtype=str)) == "error").sum())
+        _save_state(paths, {**_saved_state(paths), "finished": not errored})
+        if errored and config.progress:
+            print(f"{errored} trial(s) ended in error; run the same command again to resume "
+                  "them from their last checkpoints", flush=True)
         sender.close(timeout=SEND_AT_END_SECONDS)
         return replace(result, parent_run_id=sender.run_id() or "", unsent=sender.pending)
     finally:

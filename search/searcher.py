@@ -15,7 +15,10 @@ ask/tell and samplers and fixes those:
   after the driver's last snapshot (under its own number: it resumes, it is not re-proposed);
 - the space's anchors are enqueued once, when the study is new, so they run first;
 - a diverged trial reports a finite penalty (never NaN); a trial stopped by the scheduler is
-  PRUNED; a trial that raised is FAIL. Nothing is left RUNNING.
+  PRUNED; a configuration whose every seed raised is FAIL. A trial that raised is no outcome
+  while it can still be resumed: its configuration stays RUNNING (user attribute `errored`)
+  until running the search again resumes it (Tuner.restore) and it ends (README, "One truth
+  across Ray, Optuna and MLflow").
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import hashlib
 import json
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +39,7 @@ from ray.tune.search import Searcher
 from spaces import SearchSpace, SpaceError, TrialPlan, load_space
 
 from .config import SAMPLERS
-from .trial import plan_to_dict, trial_outcome
+from .trial import plan_to_dict, read_metrics, trial_outcome
 
 OBJECTIVE = "objective"
 OBJECTIVE_NAME = "val_error"
@@ -115,6 +119,11 @@ class SpaceSearcher(Searcher):
         self.keys: dict[str, int] = {}
         """Canonical configuration -> the Optuna trial number that trains it."""
         self.exhausted = False
+        self.max_concurrent = 0
+        """Trials at once (0: no limit), held here rather than by Tune's ConcurrencyLimiter,
+        which forgets a trial once it errors and so never passes on the end of a resumed one."""
+        self.live: set[str] = set()
+        """Ray trials suggested and not yet ended."""
         self._space: SearchSpace | None = space
         self._study: optuna.Study | None = None
         self._optuna_storage: optuna.storages.RDBStorage | None = None
@@ -197,7 +206,13 @@ class SpaceSearcher(Searcher):
         return self._optuna_storage.get_trial_id_from_study_id_trial_number(
             self._optuna_storage.get_study_id_from_name(self.study_name), number)
 
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self.max_concurrent = max_concurrent
+        return True
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.max_concurrent and len(self.live) >= self.max_concurrent:
+            return None  # ask again when a trial ends
         if not self.queue:
             asked = len(self.groups)
             if self.configurations is not None and asked >= self.configurations:
@@ -210,6 +225,7 @@ class SpaceSearcher(Searcher):
         group = self.groups[run["optuna_trial"]]
         group["trial_ids"][trial_id] = run["seed"]
         self.trial_numbers[trial_id] = run["optuna_trial"]
+        self.live.add(trial_id)
         return {**run, **self.run_settings}
 
     def _waiting_anchors(self) -> bool:
@@ -291,11 +307,18 @@ class SpaceSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
+        self.live.discard(trial_id)
         number = self.trial_numbers.get(trial_id)
         if number is None:
             return
         group = self.groups[number]
         if trial_id in group["results"]:
+            return
+        if error:
+            # Not an outcome yet: running the search again resumes the trial from its last
+            # checkpoint (Tuner.restore), and Optuna's FAIL could never be taken back. Until
+            # then the configuration stays RUNNING in the study, marked as errored.
+            self._optuna_storage.set_trial_user_attr(self._trial_id(number), "errored", True)
             return
         if result:  # the result that made the scheduler stop it never reached on_trial_result
             self.on_trial_result(trial_id, result)
@@ -321,9 +344,25 @@ class SpaceSearcher(Searcher):
         trial_id = self._trial_id(number)
         if trial_id is None:
             return  # told already, before a driver restart
+        self._complete_curve(number, trial_id)
         self._optuna_storage.set_trial_user_attr(trial_id, "outcomes",
                                                  [o["outcome"] for o in outcomes])
+        self._optuna_storage.set_trial_user_attr(trial_id, "errored", False)
         self.study.tell(number, value, state=state)
+
+
+    def _complete_curve(self, number: int, trial_id: int) -> None:
+        """Epochs seed 0 reported while no driver listened (it was killed, or the trial was
+        resumed) are in its own metrics file: every told trial has its whole curve."""
+        work_root = self.run_settings.get("work_root")
+        if not work_root:
+            return
+        reported = self.study.get_trials(deepcopy=False)[number].intermediate_values
+        for metrics in read_metrics(Path(work_root) / f"{number:04d}-s0"):
+            epoch, value = metrics.get("epoch"), metrics.get(OBJECTIVE)
+            if epoch is not None and epoch not in reported and _finite(value):
+                self._optuna_storage.set_trial_intermediate_value(trial_id, int(epoch),
+                                                                  float(value))
 
 
 def _finite(value: Any) -> bool:

@@ -74,6 +74,8 @@ def _set_output(verbose: bool) -> None:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old reporter, at verbose=0: silent
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # if it was imported already
+        # A trial's error is one progress line naming its file, not Tune's logged traceback.
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
 
 
 _INIT_OPTIONS = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",

@@ -114,6 +114,11 @@ def study():
     return load_study
 
 
+@pytest.fixture
+def one_truth():
+    return assert_one_truth
+
+
 def run_cli(*args, cwd, timeout=600, env=None, **popen):
     """Run `resnet-search ARGS` as a user would, in `cwd`."""
     env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
@@ -136,3 +141,42 @@ def read_mlflow_runs(results):
 
 def load_study(results, name):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{results / 'optuna.db'}")
+
+
+def assert_one_truth(results: Path, name: str, budget: int) -> None:
+    """Every trial's state agrees in Ray, MLflow and Optuna (README, "One truth across Ray,
+    Optuna and MLflow"), nothing is left RUNNING, and every told configuration has the whole
+    curve its seed 0 reported."""
+    from optuna.trial import TrialState
+    from ray.tune import ExperimentAnalysis
+
+    client, _, children = read_mlflow_runs(results)
+    runs = {r.data.tags["run_key"]: r for r in children}
+    for key, run_ in runs.items():
+        outcome = run_.data.tags["outcome"]
+        expected = "FAILED" if outcome == "error" else "FINISHED"
+        assert run_.info.status == expected and outcome != "running", (key, outcome)
+    ray_trials = ExperimentAnalysis(str(results / "ray" / name)).trials
+    ray_outcome = {t.config["run_key"]: "error" if t.status == "ERROR" else
+                   (t.last_result or {}).get("outcome") for t in ray_trials}
+    for key, run_ in runs.items():
+        outcome = run_.data.tags["outcome"]
+        assert ray_outcome[key] == ("running" if outcome == "stopped" else outcome), key
+    by_number = {}
+    for run_ in runs.values():
+        by_number.setdefault(int(run_.data.tags["optuna_trial"]), []).append(run_)
+    trials = load_study(results, name).trials
+    for number, seeds in by_number.items():
+        trial = trials[number]
+        outcomes = {r.data.tags["outcome"] for r in seeds}
+        if outcomes & {"ok", "diverged"}:
+            assert trial.state == TrialState.COMPLETE, (number, outcomes, trial.state)
+        elif "error" in outcomes:
+            assert trial.state == TrialState.RUNNING and trial.user_attrs["errored"], number
+        else:
+            assert trial.state == TrialState.PRUNED, (number, outcomes, trial.state)
+        seed0 = next(r for r in seeds if r.data.tags["seed"] == "0")
+        epochs = sorted(m.step for m in client.get_metric_history(seed0.info.run_id, "epoch"))
+        assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) <= budget
+        if trial.state.is_finished():
+            assert sorted(trial.intermediate_values) == epochs, number

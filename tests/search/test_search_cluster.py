@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -44,7 +46,12 @@ def two_node_cluster(tmp_path, free_port):
         ray_start("--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
                   "--include-dashboard=false")
         ray_start("--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1")
-        yield f"127.0.0.1:{port}", env
+
+        def kill_worker_node():
+            os.killpg(groups[1], signal.SIGKILL)  # its raylet and every worker under it
+
+        yield SimpleNamespace(address=f"127.0.0.1:{port}", env=env,
+                              kill_worker_node=kill_worker_node)
     finally:
         # Not `ray stop`: it would stop every Ray on the machine. Only this cluster's processes.
         for group in groups:
@@ -91,7 +98,7 @@ def _tiny_imagefolder(root: Path) -> Path:
 
 
 def test_search_joins_a_running_cluster(tmp_path, two_node_cluster):
-    address, env = two_node_cluster
+    address, env = two_node_cluster.address, two_node_cluster.env
     data = _tiny_imagefolder(tmp_path / "images")
     done = subprocess.run(
         [sys.executable, "-c", RUN_THEN_DELETE_THE_DATA, "run", "paper-table1", "--scale",
@@ -109,8 +116,35 @@ def test_search_joins_a_running_cluster(tmp_path, two_node_cluster):
     assert frame["pid"].nunique() >= 2
 
 
+def test_lost_worker_node_then_a_rerun_trains_errored_trials_to_their_budget(
+        tmp_path, two_node_cluster, cli, one_truth):
+    """--max-failures 0: the trials on a node that dies end in error; running the search again
+    resumes them from their checkpoints to the full budget, and Ray, MLflow and Optuna agree."""
+    epochs = 8
+    args = ["run", "paper-table2", "--scale", "smoke", "--trials", 2, "--concurrency", 2,
+            "--epochs", epochs, "--scheduler", "none", "--max-failures", 0, "--name", "lost",
+            "--address", two_node_cluster.address]
+    driver = cli(*args, cwd=tmp_path, env=two_node_cluster.env, stdout=subprocess.PIPE,
+                 stderr=subprocess.STDOUT)
+    trials = tmp_path / "results" / "searches" / "lost" / "trials"
+    deadline = time.time() + 300
+    while sum(p.read_text().count("\n") for p in trials.glob("*/metrics.jsonl")) < 2:
+        assert time.time() < deadline and driver.poll() is None, "no trial reached epoch 1"
+        time.sleep(0.1)
+    two_node_cluster.kill_worker_node()
+    out, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out[-3000:]
+    assert "ended in error; run the same command again to resume them" in out
+
+    rerun = cli(*args, cwd=tmp_path, env=two_node_cluster.env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for path in trials.glob("*/metrics.jsonl"):  # every trial, errored or not, to its end
+        assert path.read_text().count("\n") == epochs, path
+    one_truth(tmp_path / "results", "lost", epochs)
+
+
 def test_cuda_on_a_cluster_without_gpus_is_refused(tmp_path, two_node_cluster, cli):
-    address, env = two_node_cluster
+    address, env = two_node_cluster.address, two_node_cluster.env
     work = tmp_path / "work"
     work.mkdir()
     done = cli("run", "paper-table1", "--scale", "smoke", "--address", address, "--device",

@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -13,7 +14,7 @@ ARGS = ["run", "paper-table2", "--scale", "smoke", "--trials", 6, "--concurrency
 
 
 def test_killed_driver_resumes_without_repeating_or_losing_anything(tmp_path, cli, mlflow_runs,
-                                                                    study):
+                                                                    study, one_truth):
     driver = cli(*ARGS, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                  start_new_session=True)
     finished_first = []
@@ -36,8 +37,19 @@ def test_killed_driver_resumes_without_repeating_or_losing_anything(tmp_path, cl
     finished_keys = [f"{int(name[1:].split('/')[0]):04d}-s0" for name in finished_first]
     trained = {key: (work / key / "checkpoint.pt").stat().st_mtime_ns for key in finished_keys}
 
+    # Twice more, at random points of the resumed search: killed, then run again.
+    delays = [random.uniform(2, 10) for _ in range(2)]
+    for delay in delays:
+        driver = cli(*ARGS, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+        time.sleep(delay)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        time.sleep(1)
+        os.killpg(driver.pid, signal.SIGKILL)
+
     resumed = cli(*ARGS, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, (delays, resumed.stderr[-3000:])
     for key, mtime in trained.items():  # finished before the kill: not trained again
         assert (work / key / "checkpoint.pt").stat().st_mtime_ns == mtime, key
 
@@ -60,6 +72,8 @@ def test_killed_driver_resumes_without_repeating_or_losing_anything(tmp_path, cl
         lines = work / key / "metrics.jsonl"
         epochs = [json.loads(line)["epoch"] for line in lines.read_text().splitlines()]
         assert epochs == [1, 2, 3, 4, 5, 6]
+
+    one_truth(results, "resumed", 6)
 
     # A name holds one search: re-running it differently is refused, and changes nothing.
     changed = cli(*ARGS, "--sampler", "random", cwd=tmp_path)

@@ -106,3 +106,14 @@ def test_an_entry_sent_twice_is_stored_once(tmp_path):
         assert db.execute("select count(*) from runs").fetchone() == (2,)
         assert db.execute("select count(*) from metrics").fetchone() == (2,)
         assert db.execute("select count(*) from params").fetchone() == (1,)
+
+
+def test_half_a_line_left_by_a_killed_driver_is_not_an_entry(tmp_path):
+    journal = Journal(tmp_path)
+    journal.tags("parent", {"a": "1"})
+    with journal.path.open("a") as file:
+        file.write('{"op": "tags", "ref": "par')  # killed mid-write
+    assert [e["tags"] for _, e in Journal(tmp_path).entries()] == [{"a": "1"}]
+    again = Journal(tmp_path)  # the next driver
+    again.tags("parent", {"b": "2"})
+    assert [e["tags"] for _, e in again.entries()] == [{"a": "1"}, {"b": "2"}]
