@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "over: remove its directory, Ray experiment and Optuna study first (its "
                      "MLflow runs stay); without it the same --name resumes, or shows a "
                      "finished search")
+    run.add_argument("--screen", action="store_true", default=None, help="skip configurations "
+                     "whose direct-path share at initialisation is below half the identity "
+                     "shortcut's (predicted to fail; zero cost; default: train every one)")
     run.add_argument("--final-retrain", type=_non_negative, metavar="K", help="after the "
                      "search, retrain the top K configurations on every training image for the "
                      "test error that compares with the paper (default 0)")

@@ -86,6 +86,9 @@ class SearchConfig:
     """Start the search over: its directory, Ray experiment and Optuna study are removed first
     (its MLflow runs stay, beside the new ones: a new generation). False: the same name resumes
     an unfinished search and shows a finished one."""
+    screen: bool = False
+    """Skip configurations the propagation at initialisation predicts to fail (a direct-path
+    share below half the identity shortcut's: search/screen.py); opt-in."""
     final_retrain: int = 0
     """After the search, retrain the top K full-budget configurations on every training image
     (no validation split), each seed, for the test error that compares with the paper."""
@@ -112,7 +115,7 @@ class SearchConfig:
             self._check_int("concurrency", 1)
         if self.stop_at_chance is not None:
             self._check_int("stop_at_chance", 1)
-        for name in ("bf16", "fresh", "verbose"):
+        for name in ("bf16", "fresh", "verbose", "screen"):
             if not isinstance(getattr(self, name), bool):
                 raise SearchConfigError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
                                         "True | False")

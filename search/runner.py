@@ -26,7 +26,7 @@ from .config import SearchConfig, SearchConfigError, Settings
 from .journal import PARENT, Journal
 from .layout import SearchPaths, check_writable
 from .ranking import fail_threshold, interval95, label_failures, rank, read, save
-from .searcher import SpaceSearcher
+from .searcher import SCREENED, SpaceSearcher
 from .sender import Sender
 from .tracking import (
     check_tracking_uri,
@@ -171,12 +171,14 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                           "threads": max(1, int(config.cpus_per_trial)),
                           "space_source": space.source, "scale": config.scale},
             data_shape={"num_classes": settings.num_classes,
-                        "in_channels": settings.in_channels})
+                        "in_channels": settings.in_channels}, screen=config.screen)
         total = settings.configurations * config.seeds
         tuner = make_tuner(config, settings, searcher, journal, space, total=total,
                            concurrency=default_concurrency(config, total), data=data)
         tuner.fit()
         result = _finish(space, config, settings, journal, sender)
+        if config.screen:
+            _record_screened(searcher, settings, journal)
         if config.final_retrain and not result.ranking.empty:
             result = _final_retrain(space, config, settings, journal, sender, searcher, result)
         result = _report(settings, journal, result)
@@ -317,6 +319,18 @@ def _finished_before(settings: Settings) -> SearchResult:
     return SearchResult(settings.name, trials, ranking, {}, paths.search,
                         settings.tracking_uri, sender.run_id() or "", finished_before=True,
                         unsent=sender.pending)
+
+
+def _record_screened(searcher: SpaceSearcher, settings: Settings, journal: Journal) -> None:
+    """The configurations `screen` skipped, from the study (the truth after any restore):
+    screened.csv in the search's directory and on the parent run."""
+    rows = [{"optuna_trial": t.number, "why": t.user_attrs[SCREENED],
+             **{f"param.{k}": v for k, v in t.user_attrs.get("params", {}).items()}}
+            for t in searcher.study.get_trials(deepcopy=False) if SCREENED in t.user_attrs]
+    path = settings.paths.search / "screened.csv"
+    pd.DataFrame(rows, columns=["optuna_trial", "why"] if not rows else None).to_csv(
+        path, index=False)
+    finish_search_run(journal, [path], metrics={"screened": float(len(rows))})
 
 
 def _finish(space: SearchSpace, config: SearchConfig, settings: Settings, journal: Journal,

@@ -39,6 +39,7 @@ from ray.tune.search import Searcher
 from spaces import SearchSpace, SpaceError, TrialPlan, load_space
 
 from .config import SAMPLERS
+from .screen import screen
 from .trial import plan_to_dict, read_metrics, trial_outcome
 
 OBJECTIVE = "objective"
@@ -49,6 +50,8 @@ EXHAUSTED_AFTER = "resnet_search:exhausted_after"
 """Study attribute: the number of configurations when no new one could be asked."""
 CONFIGURATION_KEY = "configuration_key"
 DUPLICATE_OF = "duplicate_of"
+SCREENED = "screened"
+"""User attribute of a configuration `screen` skipped: why (search/screen.py)."""
 MAX_DUPLICATES = 100
 """Proposals in a row that repeat evaluated configurations before the space counts as
 exhausted: each costs one ask and one tell, no training."""
@@ -95,7 +98,8 @@ class SpaceSearcher(Searcher):
     def __init__(self, space: SearchSpace, scale: str, storage: str, study_name: str,
                  sampler: str = "tpe", seeds: int = 1, seed: int = 0,
                  configurations: int | None = None, overrides: dict | None = None,
-                 run_settings: dict | None = None, data_shape: dict | None = None):
+                 run_settings: dict | None = None, data_shape: dict | None = None,
+                 screen: bool = False):
         super().__init__(metric=OBJECTIVE, mode="min")
         self.scale = scale
         self.space_ref = space.source or None
@@ -119,6 +123,8 @@ class SpaceSearcher(Searcher):
         self.keys: dict[str, int] = {}
         """Canonical configuration -> the Optuna trial number that trains it."""
         self.exhausted = False
+        self.screen = screen
+        """Skip configurations the zero-cost screen predicts to fail (search/screen.py)."""
         self.max_concurrent = 0
         """Trials at once (0: no limit), held here rather than by Tune's ConcurrencyLimiter,
         which forgets a trial once it errors and so never passes on the end of a resumed one."""
@@ -185,6 +191,9 @@ class SpaceSearcher(Searcher):
         from their directories); if it already ended, it counts against the budget.
         """
         for frozen in self.study.get_trials(deepcopy=False):
+            if SCREENED in frozen.user_attrs:
+                self.keys.setdefault(frozen.user_attrs[CONFIGURATION_KEY], frozen.number)
+                continue
             if (frozen.number in self.groups or frozen.state == TrialState.WAITING
                     or DUPLICATE_OF in frozen.user_attrs):
                 continue
@@ -239,6 +248,8 @@ class SpaceSearcher(Searcher):
         """Ask Optuna for a configuration not evaluated yet and queue its seed runs; False
         when the space is exhausted (only configurations already asked come back)."""
         for _ in range(MAX_DUPLICATES):
+            if self.sampler_name == "grid" and not self._waiting_anchors():
+                return False  # every anchor asked (some screened out): the grid is done
             trial = self.study.ask()
             try:
                 params = self.space.suggest(trial)
@@ -248,6 +259,8 @@ class SpaceSearcher(Searcher):
                 raise
             if key in self.keys:
                 self._answer_duplicate(trial, self.keys[key])
+                continue
+            if self.screen and self._screened_out(trial, params, key):
                 continue
             # In the study at once, so a restore after a lost snapshot can queue it again.
             trial.set_user_attr("params", params)
@@ -259,6 +272,22 @@ class SpaceSearcher(Searcher):
         self.study.set_user_attr(EXHAUSTED_AFTER, len(self.groups))
         print(f"space exhausted after {len(self.groups)} configurations", flush=True)
         return False
+
+    def _screened_out(self, trial: optuna.Trial, params: dict[str, Any], key: str) -> bool:
+        """`screen`: a configuration the propagation at initialisation predicts to fail is not
+        trained: PRUNED with no intermediate value (the worst a sampler sees), marked."""
+        plan = self._plan(params)
+        screening = screen(plan.net, plan.recipe.image_size)
+        if not screening.predicts_fail:
+            return False
+        trial.set_user_attr("params", params)
+        trial.set_user_attr(CONFIGURATION_KEY, key)
+        trial.set_user_attr(SCREENED, screening.describe())
+        self.study.tell(trial, state=TrialState.PRUNED)
+        self.keys[key] = trial.number
+        print(f"screened #{trial.number} {plan.net.name}: {screening.describe()}, predicted "
+              "to fail; not trained", flush=True)
+        return True
 
     def _add_group(self, number: int, params: dict[str, Any]) -> None:
         key = configuration_key(self._plan(params))

@@ -165,6 +165,12 @@ def grace_period(config: SearchConfig, budget: int) -> int:
     return max(1, min(grace, budget))
 
 
+def trial_dirname(trial) -> str:
+    """A Ray trial's directory: its run key (Optuna number and seed, as in the trials/
+    directory and the MLflow run), not Tune's parameter dump."""
+    return f"{trial.config['run_key']}-{trial.trial_id}"
+
+
 class FixedRuns(Searcher):
     """Hands Ray Tune a fixed list of trial configurations, in order (the final retraining)."""
 
@@ -213,7 +219,8 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler, metric="objective", mode="min",
-            num_samples=total, max_concurrent_trials=concurrency, reuse_actors=True),
+            num_samples=total, max_concurrent_trials=concurrency, reuse_actors=True,
+            trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=name, storage_path=settings.storage, callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
