@@ -405,11 +405,29 @@ def cmd_ui(args: argparse.Namespace) -> int:
     _check_can_listen(args.host, args.port)
     address = f"http://{args.host}:{args.port}"
     print(f"MLflow UI for {store} at {address} (Ctrl-C stops it)", flush=True)
+    for name, link in experiment_links(store, address):
+        print(f"  experiment {name}: {link}", flush=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                f"sqlite:///{store}", "--default-artifact-root", (root / "mlartifacts").as_uri(),
                "--host", args.host, "--port", str(args.port), "--workers", "1"]
     return subprocess.call(command, env=env)
+
+
+def experiment_links(store: Path, address: str) -> list[tuple[str, str]]:
+    """Each experiment's runs in the UI's model-training view: MLflow 3.17's UI opens on its
+    GenAI overview whatever the experiment's `mlflow.experimentKind` tag says, unless the link
+    asks for `workflowType=machine_learning` (checked in a headless Chromium)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            rows = db.execute("select name, experiment_id from experiments where "
+                              "lifecycle_stage = 'active' and name != 'Default'").fetchall()
+    except sqlite3.Error:
+        return []
+    return [(name, f"{address}/#/experiments/{id_}/runs?workflowType=machine_learning")
+            for name, id_ in rows]
 
 
 def _check_can_listen(host: str, port: int) -> None:

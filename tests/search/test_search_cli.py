@@ -45,6 +45,9 @@ def test_ui_serves_the_default_store(tmp_path, cli, free_port):
     try:
         first_line = ui.stdout.readline()
         assert f"at http://127.0.0.1:{port}" in first_line
+        assert ui.stdout.readline().strip() == (  # the model-training view, not GenAI's
+            f"experiment resnet-search: http://127.0.0.1:{port}/#/experiments/{experiment}"
+            "/runs?workflowType=machine_learning")
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
