@@ -1,4 +1,5 @@
-"""The paper's spaces: Table 1 (shortcuts), Table 2 (activations) and both axes jointly.
+"""The paper's spaces: Table 1 (shortcuts), Table 2 (activations), both axes jointly, and the
+placement's advantage with depth (Table 3, Fig. 6).
 
 Each is a factory of a `Scale`, registered by name; its anchors are the paper's rows
 (`residual.paper`), enqueued so every search measures the known answers first. What a shortcut
@@ -83,3 +84,24 @@ def paper_joint(scale: Scale) -> SearchSpace:
     anchors = [{"shortcut": "identity", "activation": activation, "depth": scale.basic_depth}
                for activation in ("original", "full_preact")]
     return SearchSpace("paper-joint", define, anchors=anchors)
+
+
+DEPTH_PLACEMENTS = ("original", "relu_preact", "full_preact")
+"""The paper's Fig. 6 and Table 3 contrast: the original unit against pre-activation."""
+
+
+@register_space("paper-depth", "activation placement (original, ReLU-only and full "
+                "pre-activation) x depth x unit type, identity shortcuts: the pre-activation "
+                "advantage as it grows with depth (Table 3, Fig. 6)")
+def paper_depth(scale: Scale) -> SearchSpace:
+    depths = sorted(set().union(*scale.trend_depths.values()))
+
+    def define(trial):
+        trial.suggest_categorical("activation", list(DEPTH_PLACEMENTS))
+        trial.suggest_categorical("bottleneck", [False, True])
+        trial.suggest_categorical("depth", depths)
+
+    anchors = [{"activation": activation, "bottleneck": bottleneck, "depth": depth}
+               for bottleneck in (False, True) for depth in scale.trend_depths[bottleneck]
+               for activation in DEPTH_PLACEMENTS]
+    return SearchSpace("paper-depth", define, fixed={"shortcut": "identity"}, anchors=anchors)

@@ -17,6 +17,7 @@ from .paper import TauResult, column_taus, table1, table2, table3, table3_tau, t
 from .plots import axis_plot, curve_plot, error_plot, importance_plot, propagation_plot
 from .render import Document, Section, to_html, to_markdown
 from .replay import ReplayResult, curves_from_record, grace_table, replay_asha, screen
+from .trend import depth_trend, loss_plot, trend_lines, trend_plot
 from .verdict import (
     PLACEMENT_NAMES,
     failures,
@@ -149,6 +150,28 @@ def report(name: str, results_dir: str | Path = "results",
             f"{t.table} fewer than two rows" for t in taus.values()) + ".")
     failure_table = pd.DataFrame(failures(record))
     tables["failures"] = failure_table
+
+    # The pre-activation advantage with depth (paper-depth, or any search with the cells).
+    trend = depth_trend(record)
+    tables["depth_trend"] = trend
+    lines += trend_lines(trend)
+    if not trend.empty:
+        section = Section("The advantage with depth")
+        section.table(_fmt(trend, {"gap": 2, "low": 2, "high": 2}), "Original unit minus "
+                      "pre-activation, identity shortcuts, per unit type and depth: points "
+                      "of validation error, the 95% Welch interval over seeds (low, high); "
+                      "positive: pre-activation is better.")
+        for key, draw, caption in (
+                ("depth_trend", trend_plot, "The gap per depth with its 95% interval."),
+                ("training_loss", loss_plot, "Training loss, the original unit against full "
+                 "pre-activation at the deepest depth measured, each seed a line: the paper's "
+                 "Fig. 6 has the original unit's loss falling slowly at first.")):
+            path = (draw(trend, figures / f"{key}.png") if key == "depth_trend"
+                    else draw(record, figures / f"{key}.png"))
+            if path is not None:
+                paths[key] = path
+                section.image(path, caption)
+        sections.append(section)
 
     # The ranking.
     ranking_section = Section("Ranking")

@@ -22,7 +22,7 @@ import pandas as pd
 from search.layout import SearchPaths
 from search.ranking import read
 
-BUILTIN_SPACES = ("paper-table1", "paper-table2", "paper-joint")
+BUILTIN_SPACES = ("paper-table1", "paper-table2", "paper-joint", "paper-depth")
 """The spaces whose reports carry the paper's columns."""
 
 
@@ -42,6 +42,8 @@ class Run:
     """Validation error per epoch (epoch 1 first)."""
     propagation: dict[int, dict[str, Any]]
     """Propagation profile (as a dict) by epoch; 0 = initialisation."""
+    train_loss: list[float] = field(default_factory=list)
+    """Training loss per epoch (the paper's Fig. 6 curves)."""
 
 
 @dataclass
@@ -182,20 +184,23 @@ def _run_dir(work: Path, trial: pd.Series) -> Path | None:
 
 def _read_run(directory: Path | None, trial: pd.Series) -> Run:
     curve: list[float] = []
+    train_loss: list[float] = []
     propagation: dict[int, dict[str, Any]] = {}
     if directory is not None:
         metrics = directory / "metrics.jsonl"
         if metrics.exists():
             lines = [json.loads(line) for line in metrics.read_text().splitlines()
                      if line.strip()]
-            by_epoch = {int(m["epoch"]): m.get("val_error") for m in lines}
-            curve = [_float(by_epoch.get(e)) for e in range(1, max(by_epoch, default=0) + 1)]
+            by_epoch = {int(m["epoch"]): m for m in lines}
+            epochs = range(1, max(by_epoch, default=0) + 1)
+            curve = [_float(by_epoch.get(e, {}).get("val_error")) for e in epochs]
+            train_loss = [_float(by_epoch.get(e, {}).get("train_loss")) for e in epochs]
         profile = directory / "propagation.json"
         if profile.exists():
             propagation = {int(k): v for k, v in json.loads(profile.read_text()).items()}
     return Run(directory.name if directory else f"{int(trial['optuna_trial']):04d}-s"
                f"{int(trial['seed'])}", int(trial["seed"]), str(trial["outcome"]),
-               int(trial["epochs"]), curve, propagation)
+               int(trial["epochs"]), curve, propagation, train_loss)
 
 
 def _unit_from_params(params: dict[str, Any]) -> dict[str, Any]:
