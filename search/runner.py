@@ -96,8 +96,7 @@ def prepare(space: str | SearchSpace,
     paths = SearchPaths(Path(config.results_dir).expanduser().resolve(),
                         config.name or f"{space.name}-{scale.name}")
     check_writable(paths.root, "--results-dir")
-    if config.storage and "://" not in config.storage:
-        check_writable(config.storage, "--storage")
+    _check_stores(config)
     uri = config.tracking_uri or paths.mlflow_uri
     warning = check_tracking_uri(uri)
     if warning and config.progress:
@@ -122,6 +121,44 @@ def prepare(space: str | SearchSpace,
     if not config.fresh:
         _check_same_search(paths, settings.identity)
     return space, settings, StagedData(data_regime(plan.recipe, dataset), data)
+
+
+def _check_stores(config: SearchConfig) -> None:
+    """Every store a search writes is usable, or the search stops here, in seconds, before
+    anything is written: Ray's storage, the Optuna study's database and a SQLite MLflow
+    store. (An MLflow server that is down is not refused: the search journals its tracking.)"""
+    if config.storage and "://" not in config.storage:
+        check_writable(config.storage, "--storage")
+    elif config.storage:
+        import pyarrow.fs
+
+        try:
+            pyarrow.fs.FileSystem.from_uri(config.storage)
+        except Exception as error:
+            raise SearchConfigError(f"storage={config.storage!r} cannot be used "
+                                    f"({_first_line(error)}); allowed: a directory, or a URI "
+                                    "pyarrow can write (s3://, gs://) with its credentials "
+                                    "set") from None
+    for flag, uri in (("--tracking-uri", config.tracking_uri),
+                      ("--optuna-storage", config.optuna_storage)):
+        if uri and uri.startswith("sqlite:///"):
+            check_writable(Path(uri[len("sqlite:///"):]).parent, flag)
+    if config.optuna_storage and not config.optuna_storage.startswith("sqlite:///"):
+        import sqlalchemy
+
+        try:
+            engine = sqlalchemy.create_engine(config.optuna_storage)
+            with engine.connect():
+                pass
+            engine.dispose()
+        except Exception as error:
+            raise SearchConfigError(f"optuna_storage={config.optuna_storage!r} cannot be used "
+                                    f"({_first_line(error)}); allowed: a database URL that "
+                                    "SQLAlchemy can connect to now") from None
+
+
+def _first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:150]}"
 
 
 def _check_same_search(paths: SearchPaths, identity: dict) -> None:
