@@ -2,6 +2,9 @@
 intervals are recomputed here from the trials with scipy."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +16,7 @@ from search.report import report
 from spaces import SCALES, load_space
 
 NAME = "depth"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_listed_and_its_anchors_are_the_grid_once(capsys):
@@ -56,3 +60,25 @@ def test_the_trend_table_is_welchs_interval_over_seeds(results):
     assert len(trend_lines) == 2  # one per unit type
     assert {"depth_trend", "training_loss"} <= set(written.paths)
     assert "The advantage with depth" in (directory / "report.md").read_text()
+
+
+def test_the_results_check_finds_a_changed_figure(results, tmp_path):
+    """docs/check_results.py: a table copied from the report matches; one changed figure is
+    named."""
+    section = (results / "searches" / NAME / "report.md").read_text().split(
+        "## The advantage with depth\n")[1].split("\n## ")[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    copied = f"<!-- report: {NAME} / The advantage with depth -->\n{table}\n<!-- end -->\n"
+    page = tmp_path / "RESULTS.md"
+    script = [sys.executable, str(ROOT / "docs" / "check_results.py"), str(results),
+              "--results", str(page)]
+    page.write_text(copied)
+    same = subprocess.run(script, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "8 rows compared, 0 differ" in same.stdout
+    first_row = table.splitlines()[2]
+    gap = first_row.split("|")[4].strip()
+    page.write_text(copied.replace(first_row, first_row.replace(f"| {gap} |", "| 99.99 |")))
+    changed = subprocess.run(script, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert changed.returncode == 1
+    assert f"RESULTS.md says '99.99', the results say '{gap}'" in changed.stdout
