@@ -36,6 +36,8 @@ def client(uri: str):
     # say so in seconds, not keep the journal waiting through the client's own minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    # The client prints a link per finished run to stdout: the search says where things are.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
@@ -122,8 +124,9 @@ class Sender:
             tags[PARENT_TAG] = self.ids[entry["parent"]]
         found = mlflow.search_runs(
             [self.experiment_id], max_results=1,
-            filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in entry["find"].items()))
-        if entry["find"] and found:
+            filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in entry["find"].items())
+        ) if entry["find"] else []
+        if found:
             run_id = found[0].info.run_id
             for key, value in tags.items():
                 mlflow.set_tag(run_id, key, value)

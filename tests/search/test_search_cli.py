@@ -16,6 +16,7 @@ def test_search_tracks_to_an_mlflow_server(tmp_path, mlflow_server, cli):
                "--tracking-uri", mlflow_server, "--scheduler", "none", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert mlflow_server in done.stdout
+    assert "View run" not in done.stdout  # MLflow's own link per run: off (quiet by default)
     client = mlflow.MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("resnet-search")
     runs = client.search_runs([experiment.experiment_id])
