@@ -187,9 +187,9 @@ def read(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     keys = {"configuration_key": str}
     ranking = pd.read_csv(directory / "ranking.csv", dtype=keys)
     trials = pd.read_csv(directory / "trials.csv", dtype=keys)
-    for column in ("fail", "outcomes"):
-        ranking[column] = ranking.get(column, pd.Series("", index=ranking.index)) \
-            .fillna("").astype(str)
+    for column in ("fail", "outcomes"):  # all empty reads back as float NaN
+        ranking[column] = ranking.get(column, pd.Series("", index=ranking.index)).map(
+            lambda value: "" if pd.isna(value) else str(value))
     return ranking, trials
 
 

@@ -49,7 +49,7 @@ def test_anchors_first_with_every_value_then_sampled(tmp_path):
     assert configs[0]["work_root"] == str(tmp_path) and configs[0]["run_key"] == "0000-s0"
 
 
-def test_outcomes_reach_the_study_and_nothing_stays_running(tmp_path):
+def test_outcomes_reach_the_study_and_an_error_waits_for_its_resume(tmp_path):
     searcher = _searcher(tmp_path)
     for i in range(5):
         searcher.suggest(f"t{i}")
@@ -61,12 +61,18 @@ def test_outcomes_reach_the_study_and_nothing_stays_running(tmp_path):
     searcher.on_trial_complete("t4", _result(math.nan))                     # NaN never told
     trials = _study(tmp_path).trials
     assert [t.state for t in trials[:5]] == [TrialState.COMPLETE, TrialState.COMPLETE,
-                                             TrialState.PRUNED, TrialState.FAIL,
+                                             TrialState.PRUNED, TrialState.RUNNING,
                                              TrialState.FAIL]
     assert trials[0].value == 0.2 and trials[1].value == 1.0
     assert trials[0].intermediate_values == {1: 0.3, 3: 0.2}
     assert trials[2].intermediate_values == {1: 0.7}
     assert trials[1].user_attrs["outcomes"] == ["diverged"]
+    # The errored trial is resumable (a re-run restores it): it is told when it ends.
+    assert trials[3].user_attrs["errored"] is True
+    searcher.on_trial_complete("t3", _result(0.25))
+    resumed = _study(tmp_path).trials[3]
+    assert resumed.state == TrialState.COMPLETE and resumed.value == 0.25
+    assert resumed.user_attrs["errored"] is False
 
 
 def test_seeds_share_a_configuration_and_its_mean_is_told(tmp_path):

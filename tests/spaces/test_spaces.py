@@ -177,7 +177,7 @@ def test_an_anchor_the_define_function_cannot_take_fails_the_check():
         space.check("smoke")
 
 
-@pytest.mark.parametrize("name", ["paper-table1", "paper-table2", "paper-joint"])
+@pytest.mark.parametrize("name", ["paper-table1", "paper-table2", "paper-joint", "paper-depth"])
 @pytest.mark.parametrize("scale", list(SCALES))
 def test_builtin_spaces_check_at_every_scale(name, scale):
     load_space(name, scale).check(scale, samples=32)
@@ -185,7 +185,7 @@ def test_builtin_spaces_check_at_every_scale(name, scale):
 
 def test_list_spaces_describes_the_builtins():
     described = {s.name: s.description for s in list_spaces()}
-    assert set(described) == {"paper-table1", "paper-table2", "paper-joint"}
+    assert set(described) == {"paper-table1", "paper-table2", "paper-joint", "paper-depth"}
     assert all(len(d) > 20 for d in described.values())
 
 
