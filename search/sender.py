@@ -105,8 +105,7 @@ class Sender:
                 mlflow.log_batch(run_id, metrics=metrics[start:start + 1000],
                                  params=params if start == 0 else [])
         elif op == "tags":
-            for key, value in entry["tags"].items():
-                mlflow.set_tag(run_id, key, value)
+            _set_tags(mlflow, run_id, entry["tags"])
         elif op == "status":
             if entry["status"] == "RUNNING":
                 mlflow.update_run(run_id, status="RUNNING")
@@ -128,8 +127,7 @@ class Sender:
         ) if entry["find"] else []
         if found:
             run_id = found[0].info.run_id
-            for key, value in tags.items():
-                mlflow.set_tag(run_id, key, value)
+            _set_tags(mlflow, run_id, tags)
             mlflow.update_run(run_id, status="RUNNING")
         else:
             run_id = mlflow.create_run(self.experiment_id, run_name=entry["run_name"],
@@ -206,6 +204,12 @@ class Sender:
         while not self.send() and time.time() < deadline:
             time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.time())))
         return self.pending == 0
+
+
+def _set_tags(mlflow, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    mlflow.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
 
 
 def _experiment(mlflow, entry: dict[str, Any]) -> str:
