@@ -195,13 +195,16 @@ class Sender:
         return self.pending == 0
 
     def close(self, timeout: float = 60.0) -> bool:
-        """Stop the thread, then try once more to deliver everything, for up to `timeout`
-        seconds; True when nothing is left."""
+        """Stop the thread, then keep delivering for up to `timeout` seconds (0: not at all,
+        as when a search is interrupted: the rest waits in the journal); True when nothing is
+        left. Closing again does nothing more."""
+        if self._stop.is_set():
+            return self.pending == 0
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         deadline = time.time() + timeout
-        while not self.send() and time.time() < deadline:
+        while timeout > 0 and not self.send() and time.time() < deadline:
             time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.time())))
         return self.pending == 0
 
