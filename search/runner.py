@@ -219,12 +219,15 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         if config.final_retrain and not result.ranking.empty:
             result = _final_retrain(space, config, settings, journal, sender, searcher, result)
         result = _report(settings, journal, result)
-        # Errored trials resume when the same command runs again (Tuner.restore): not finished.
-        errored = int((result.trials.get("outcome", pd.Series(dtype=str)) == "error").sum())
-        _save_state(paths, {**_saved_state(paths), "finished": not errored})
-        if errored and config.progress:
-            print(f"{errored} trial(s) ended in error; run the same command again to resume "
-                  "them from their last checkpoints", flush=True)
+        # Errored trials, and those an interrupt (Ctrl-C) left running, resume when the same
+        # command runs again (Tuner.restore): the search is not finished.
+        outcomes = result.trials.get("outcome", pd.Series(dtype=str))
+        unfinished = {o: int((outcomes == o).sum()) for o in ("error", "running")}
+        _save_state(paths, {**_saved_state(paths), "finished": not any(unfinished.values())})
+        if any(unfinished.values()) and config.progress:
+            print(f"{unfinished['error']} trial(s) ended in error and {unfinished['running']} "
+                  "did not end; run the same command again to resume them from their last "
+                  "checkpoints", flush=True)
         sender.close(timeout=SEND_AT_END_SECONDS)
         return replace(result, parent_run_id=sender.run_id() or "", unsent=sender.pending)
     finally:
