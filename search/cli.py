@@ -353,6 +353,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.tracking_uri.startswith("sqlite:///"):
         print(f"open the UI: resnet-search ui --results-dir {results_dir}")
     print(f"Optuna: optuna-dashboard {_optuna_storage(results_dir, result.name)}")
+    if result.unfinished:
+        print(f"\nsearch {result.name} is not finished: {' and '.join(result.unfinished)}; run "
+              "the same command again to resume it (trials continue from their last checkpoints)")
     return 0
 
 

@@ -72,6 +72,9 @@ class SearchResult:
     unsent: int = 0
     """Bytes of tracking journal MLflow has not received (its server was down at the end):
     `resnet-search sync NAME` sends them."""
+    unfinished: list[str] = field(default_factory=list)
+    """What running the same command again would still do (errored or interrupted trials,
+    configurations not asked yet); empty when the search is finished."""
 
 
 def prepare(space: str | SearchSpace,
@@ -216,25 +219,31 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         result = _finish(space, config, settings, journal, sender)
         if config.screen:
             _record_screened(searcher, settings, journal)
-        if config.final_retrain and not result.ranking.empty:
+        unfinished = _unfinished(result, searcher)
+        if config.final_retrain and not unfinished and not result.ranking.empty:
             result = _final_retrain(space, config, settings, journal, sender, searcher, result)
         result = _report(settings, journal, result)
-        # Errored trials, and those an interrupt (Ctrl-C) left running, resume when the same
-        # command runs again (Tuner.restore): the search is not finished.
-        outcomes = result.trials.get("outcome", pd.Series(dtype=str))
-        unfinished = {o: int((outcomes == o).sum()) for o in ("error", "running")}
-        _save_state(paths, {**_saved_state(paths), "finished": not any(unfinished.values())})
-        if any(unfinished.values()) and config.progress:
-            print(f"{unfinished['error']} trial(s) ended in error and {unfinished['running']} "
-                  "did not end; run the same command again to resume them from their last "
-                  "checkpoints", flush=True)
+        _save_state(paths, {**_saved_state(paths), "finished": not unfinished})
         sender.close(timeout=SEND_AT_END_SECONDS)
-        return replace(result, parent_run_id=sender.run_id() or "", unsent=sender.pending)
+        return replace(result, parent_run_id=sender.run_id() or "", unsent=sender.pending,
+                       unfinished=unfinished)
     finally:
         if sender is not None:
             sender.close(timeout=0)  # an interrupted search: what is sent is sent, the rest waits
         if started_ray:
             ray.shutdown()
+
+
+def _unfinished(result: SearchResult, searcher: SpaceSearcher) -> list[str]:
+    """What the same command, run again, would still do (Tuner.restore): trials that ended in
+    error or that an interrupt (Ctrl-C) left running, and configurations not asked yet."""
+    outcomes = result.trials.get("outcome", pd.Series(dtype=str)).value_counts()
+    left = [f"{outcomes[o]} trial(s) {said}" for o, said in
+            (("error", "ended in error"), ("running", "did not end (interrupted)"))
+            if outcomes.get(o, 0)]
+    if not searcher.nothing_left_to_ask():
+        left.append("configurations are left to ask")
+    return left
 
 
 def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,

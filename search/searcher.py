@@ -237,6 +237,16 @@ class SpaceSearcher(Searcher):
         self.live.add(trial_id)
         return {**run, **self.run_settings}
 
+    def nothing_left_to_ask(self) -> bool:
+        """The budget of configurations asked, the grid's anchors all asked, or the space
+        exhausted: what `suggest` ends on, read from the study alone, so the driver's copy
+        answers for the one Tune restored and ran (an interrupt can land between two asks)."""
+        asked = sum(CONFIGURATION_KEY in t.user_attrs and SCREENED not in t.user_attrs
+                    for t in self.study.get_trials(deepcopy=False))
+        return ((self.configurations is not None and asked >= self.configurations)
+                or (self.sampler_name == "grid" and not self._waiting_anchors())
+                or EXHAUSTED_AFTER in self.study.user_attrs)
+
     def _waiting_anchors(self) -> bool:
         return any(t.state == TrialState.WAITING for t in self.study.get_trials(deepcopy=False))
 

@@ -134,7 +134,7 @@ def test_lost_worker_node_then_a_rerun_trains_errored_trials_to_their_budget(
     two_node_cluster.kill_worker_node()
     out, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, out[-3000:]
-    assert "ended in error and 0 did not end; run the same command again to resume" in out
+    assert "ended in error; run the same command again to resume it" in out
 
     rerun = cli(*args, cwd=tmp_path, env=two_node_cluster.env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -91,13 +91,17 @@ def test_seeds_share_a_configuration_and_its_mean_is_told(tmp_path):
 
 def test_budget_and_grid_end_the_search(tmp_path):
     capped = _searcher(tmp_path, configurations=2)
-    assert capped.suggest("a") and capped.suggest("b")
+    assert capped.suggest("a") and not capped.nothing_left_to_ask()
+    assert capped.suggest("b") and capped.nothing_left_to_ask()
     assert capped.suggest("c") == "FINISHED"
+    # The driver's own copy, never run by Tune, reads the same answer from the study.
+    assert _searcher(tmp_path, configurations=2).nothing_left_to_ask()
+    assert not _searcher(tmp_path, configurations=3).nothing_left_to_ask()
     grid = _searcher(tmp_path / "grid", sampler="grid", configurations=None, seeds=2)
     (tmp_path / "grid").mkdir()
     configs = [grid.suggest(f"g{i}") for i in range(5)]
     assert [c["params"] for c in configs[:4]] == [SPACE.anchors[0]] * 2 + [SPACE.anchors[1]] * 2
-    assert configs[4] == "FINISHED"
+    assert configs[4] == "FINISHED" and grid.nothing_left_to_ask()
 
 
 def test_restore_requeues_a_configuration_the_snapshot_lost(tmp_path):
