@@ -29,6 +29,23 @@ def test_units_match_paper_rows_at_float32_and_by_unit_type():
     assert [r.label for r in rows] == ["full_preact ResNet-164"]
 
 
+def test_failure_families_cover_the_ranges_the_paper_measured_only():
+    from search.report.verdict import FAILURE_FAMILIES
+
+    def families(**unit):
+        return [name for name, test in FAILURE_FAMILIES if test(unit)]
+
+    assert families(shortcut="scaling", lam=0.5, branch_scale=1.0) == [FAILURE_FAMILIES[0][0]]
+    assert families(shortcut="scaling", lam=0.0, branch_scale=1.0) == [FAILURE_FAMILIES[0][0]]
+    assert families(shortcut="scaling", lam=0.98, branch_scale=1.0) == []  # nearly identity
+    assert families(shortcut="scaling", lam=0.5, branch_scale=0.5) == []   # the paper's 12.35
+    assert families(shortcut="exclusive_gate", gate_bias=-5.0) == [FAILURE_FAMILIES[1][0]]
+    assert families(shortcut="exclusive_gate", gate_bias=-6.0) == []
+    assert families(shortcut="dropout", dropout_p=0.5) == [FAILURE_FAMILIES[2][0]]
+    assert families(shortcut="dropout", dropout_p=0.15) == []
+    assert families(shortcut="dropout", dropout_p=0.5, dropout_rescale=True) == []
+
+
 def test_kendall_tau_b_with_the_papers_fails_tied_last():
     labels = ["original", "scaling s=1", "gate -6", "dropout", "1x1"]
     paper = [6.61, 1e9, 8.70, 1e9, 12.22]
