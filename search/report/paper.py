@@ -49,12 +49,31 @@ def same_unit(unit: dict[str, Any], row: PaperRow) -> bool:
 def match(configurations: list[Configuration], row: PaperRow) -> Configuration | None:
     """The configuration that measures `row`: among those with its unit, the comparable one
     (full budget or diverged) at the greatest depth (the closest to the paper's), then with the
-    most seeds, then the best ranked."""
+    most seeds, then the best ranked. Tables pass the configurations of `one_depth`."""
     found = [c for c in configurations if same_unit(c.unit, row)]
     if not found:
         return None
     return min(found, key=lambda c: (not c.comparable, -(c.depth or 0),
                                      -int(c.row.get("seeds", 0) or 0), c.rank))
+
+
+def one_depth(configurations: list[Configuration],
+              rows: list[PaperRow] | tuple[PaperRow, ...]) -> list[Configuration]:
+    """The configurations of one depth per unit type (basic, bottleneck), so that a table of
+    the paper's rows compares like with like when a search measures a row at several depths:
+    the depth where most rows are measured at the full budget, the deeper on a tie."""
+    chosen = []
+    for bottleneck in {bool(c.unit.get("bottleneck")) for c in configurations}:
+        mine = [c for c in configurations if bool(c.unit.get("bottleneck")) == bottleneck]
+
+        def measured(depth: int | None, mine=mine) -> tuple[int, int, int]:
+            at = [c for c in mine if c.depth == depth]
+            return (sum(any(c.comparable and same_unit(c.unit, r) for c in at) for r in rows),
+                    sum(any(same_unit(c.unit, r) for c in at) for r in rows), depth or 0)
+
+        depth = max({c.depth for c in mine}, key=measured)
+        chosen += [c for c in mine if c.depth == depth]
+    return chosen
 
 
 def _pct(value: Any) -> float:
@@ -64,9 +83,10 @@ def _pct(value: Any) -> float:
 def paper_table(record: SearchRecord, rows: tuple[PaperRow, ...],
                 column: str = "") -> pd.DataFrame:
     """The paper's rows with our measurement beside each (errors in percent)."""
+    configurations = one_depth(record.configurations, rows)
     out = []
     for row in rows:
-        config = match(record.configurations, row)
+        config = match(configurations, row)
         r = config.row if config is not None else pd.Series(dtype=object)
         out.append({
             "paper row": row.label if not column else row.label.rsplit(" ResNet-", 1)[0],
@@ -211,8 +231,10 @@ def table3(record: SearchRecord) -> pd.DataFrame:
         if (dataset, network) not in TABLE3:
             continue
         paper_original, paper_preact = TABLE3[(dataset, network)]
-        pair = [match(record.configurations, _identity_row(activation, bottleneck))
-                for activation in ("original", "full_preact")]
+        rows = [_identity_row(activation, bottleneck) for activation in ("original",
+                                                                          "full_preact")]
+        configurations = one_depth(record.configurations, rows)
+        pair = [match(configurations, row) for row in rows]
         if any(c is None or not c.comparable for c in pair):
             continue
         original, preact = pair

@@ -120,6 +120,30 @@ def _best_by(configs: list[Configuration],
     return best
 
 
+def _by_depth(configs: list[Configuration]) -> dict[int | None, list[Configuration]]:
+    groups: dict[int | None, list[Configuration]] = {}
+    for config in configs:
+        groups.setdefault(config.depth, []).append(config)
+    return groups
+
+
+def _one_depth(configs: list[Configuration], key: Callable[[Configuration], object],
+               wanted: object) -> tuple[list[Configuration], str]:
+    """The configurations of one depth, so that a comparison is like with like: the depth
+    where `wanted` is measured among the most values of `key`, the deeper on a tie; and
+    " at depth D" to say so (empty when every configuration has the same depth)."""
+    groups = _by_depth(configs)
+    if len(groups) <= 1:
+        return configs, ""
+
+    def score(depth: int | None) -> tuple[bool, int, int]:
+        values = {key(c) for c in groups[depth]}
+        return wanted in values, len(values), depth or 0
+
+    depth = max(groups, key=score)
+    return groups[depth], f" at depth {depth}"
+
+
 def comparable(record: SearchRecord) -> list[Configuration]:
     return [c for c in record.configurations if c.comparable]
 
@@ -143,21 +167,26 @@ def placements_line(record: SearchRecord) -> str | None:
     configs = [c for c in comparable(record) if c.unit.get("shortcut") == "identity"]
     parts, places = [], []
     for bottleneck, name in ((False, "basic"), (True, "bottleneck")):
-        mine = [c for c in configs if bool(c.unit.get("bottleneck")) == bottleneck]
-        best = _best_by(mine, lambda c: c.unit.get("activation"))
+        def activation(c: Configuration) -> object:
+            return c.unit.get("activation")
+
+        mine, where = _one_depth([c for c in configs
+                                  if bool(c.unit.get("bottleneck")) == bottleneck],
+                                 activation, "full_preact")
+        best = _best_by(mine, activation)
         if len(best) < 2:
             continue
         order = list(best)
         top = best[order[0]]
         if "full_preact" not in best:
-            parts.append(f"full pre-activation is not measured with {name} units (best: "
-                         f"{PLACEMENT_NAMES.get(order[0], order[0])}, {_err(top)})")
+            parts.append(f"full pre-activation is not measured with {name} units{where} "
+                         f"(best: {PLACEMENT_NAMES.get(order[0], order[0])}, {_err(top)})")
             continue
         place = order.index("full_preact") + 1
         places.append(place)
         tail = "" if place == 1 else f" vs {PLACEMENT_NAMES.get(order[0])}'s {_err(top)}"
         parts.append(f"full pre-activation is {_ordinal(place)} of {len(order)} with {name} "
-                     f"units ({_err(best['full_preact'])}{tail})")
+                     f"units{where} ({_err(best['full_preact'])}{tail})")
     if not parts:
         activations = {c.unit.get("activation") for c in comparable(record)}
         if len(activations) == 1:
@@ -175,8 +204,11 @@ def shortcuts_line(record: SearchRecord) -> str | None:
     by_activation: dict[str, list[Configuration]] = {}
     for c in configs:
         by_activation.setdefault(c.unit.get("activation", "original"), []).append(c)
-    candidates = {a: _best_by(cs, lambda c: c.unit.get("shortcut"))
-                  for a, cs in by_activation.items()}
+    def shortcut(c: Configuration) -> object:
+        return c.unit.get("shortcut")
+
+    depths = {a: _one_depth(cs, shortcut, "identity") for a, cs in by_activation.items()}
+    candidates = {a: _best_by(cs, shortcut) for a, (cs, _) in depths.items()}
     candidates = {a: best for a, best in candidates.items() if len(best) >= 2}
     if not candidates:
         return None
@@ -184,7 +216,7 @@ def shortcuts_line(record: SearchRecord) -> str | None:
                   else max(candidates, key=lambda a: len(candidates[a])))
     best = candidates[activation]
     order = list(best)
-    where = f"with {PLACEMENT_NAMES.get(activation, activation)}"
+    where = f"with {PLACEMENT_NAMES.get(activation, activation)}{depths[activation][1]}"
     top = best[order[0]]
     if "identity" not in best:
         return (f"First among shortcuts? Not measured: no identity shortcut {where} "
@@ -197,19 +229,24 @@ def shortcuts_line(record: SearchRecord) -> str | None:
 
 
 def margin_lines(record: SearchRecord) -> list[str]:
-    """Full pre-activation over the original unit (identity shortcuts) where both are
-    measured; otherwise the winner over the identity/original unit; and the winner over the
+    """Full pre-activation over the original unit (identity shortcuts, one depth) where both
+    are measured; otherwise the winner over the identity/original unit; and the winner over the
     runner-up."""
     configs = sorted(comparable(record), key=lambda c: c.rank)
     lines = []
     identity = [c for c in configs if c.unit.get("shortcut") == "identity"]
     for bottleneck, name in ((False, "basic"), (True, "bottleneck")):
-        mine = _best_by([c for c in identity if bool(c.unit.get("bottleneck")) == bottleneck],
-                        lambda c: c.unit.get("activation"))
-        if "full_preact" in mine and "original" in mine:
+        groups = _by_depth([c for c in identity if bool(c.unit.get("bottleneck")) == bottleneck])
+        both = {depth: mine for depth, mine in
+                ((d, _best_by(cs, lambda c: c.unit.get("activation"))) for d, cs in groups.items())
+                if "full_preact" in mine and "original" in mine}
+        if both:  # at one depth, the deepest: the paper's advantage grows with depth
+            depth = max(both, key=lambda d: d or 0)
+            mine = both[depth]
+            where = f" at depth {depth}" if len(groups) > 1 else ""
             diff = difference(mine["full_preact"], mine["original"])
             lines.append(f"Margin of full pre-activation over the original unit ({name} "
-                         f"units, pre-activation minus original, validation error): "
+                         f"units{where}, pre-activation minus original, validation error): "
                          f"{diff.describe()}.")
     if lines or len(configs) < 2:
         return lines

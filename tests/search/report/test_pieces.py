@@ -46,6 +46,25 @@ def test_failure_families_cover_the_ranges_the_paper_measured_only():
     assert families(shortcut="dropout", dropout_p=0.5, dropout_rescale=True) == []
 
 
+def test_a_paper_table_takes_one_depth_the_one_where_most_rows_are_measured():
+    from search.report.paper import match, one_depth
+
+    def config(activation, depth, rank, full_budget=True):
+        unit = {"shortcut": "identity", "activation": activation, "bottleneck": False}
+        return Configuration(f"{activation}-{depth}", f"resnet{depth}-{activation}", rank,
+                             pd.Series({"full_budget": full_budget}), {},
+                             net={"depth": depth, "unit": unit})
+
+    configs = [config("original", 56, 3), config("full_preact", 56, 2),
+               config("full_preact", 20, 1), config("relu_before_add", 32, 4),
+               config("relu_preact", 110, 5, full_budget=False)]
+    rows = [r for r in TABLE2 if not r.unit.bottleneck]
+    chosen = one_depth(configs, rows)
+    assert {c.depth for c in chosen} == {56}  # two rows there, one at each other depth
+    assert [match(chosen, r).label if match(chosen, r) else None for r in rows] == [
+        "resnet56-original", None, None, None, "resnet56-full_preact"]
+
+
 def test_kendall_tau_b_with_the_papers_fails_tied_last():
     labels = ["original", "scaling s=1", "gate -6", "dropout", "1x1"]
     paper = [6.61, 1e9, 8.70, 1e9, 12.22]
