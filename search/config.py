@@ -24,6 +24,16 @@ class SearchConfigError(ValueError):
     """A search configuration value is invalid; the message names it and what is allowed."""
 
 
+GRACE_SHARE = 0.3
+"""The default grace period as a share of the budget (SearchConfig.grace_period)."""
+
+
+def grace_period(configured: int | None, budget: int) -> int:
+    """ASHA's grace period: the configured one, or 30% of the budget, within [1, budget]."""
+    grace = configured or math.ceil(GRACE_SHARE * budget)
+    return max(1, min(grace, budget))
+
+
 @dataclass
 class SearchConfig:
     """Everything about a search except its space. Paths may be relative to the cwd."""

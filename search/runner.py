@@ -22,7 +22,7 @@ import ray
 
 from spaces import SearchSpace, get_scale, load_space
 
-from .config import SearchConfig, SearchConfigError, Settings
+from .config import SearchConfig, SearchConfigError, Settings, grace_period
 from .journal import PARENT, Journal
 from .layout import SearchPaths, check_writable
 from .ranking import fail_threshold, interval95, label_failures, rank, read, save
@@ -325,7 +325,13 @@ def _search_state(space: SearchSpace, config: SearchConfig, settings: Settings,
                      settings.generation)
     _save_state(paths, {"name": settings.name, "tracking_uri": settings.tracking_uri,
                         "optuna_storage": settings.optuna_storage, "space": space.name,
-                        "generation": settings.generation, "identity": settings.identity})
+                        "generation": settings.generation, "identity": settings.identity,
+                        # What the report's ASHA replay repeats (not part of the identity:
+                        # resuming with another scheduler is allowed).
+                        "scheduler": {"name": config.scheduler,
+                                      "grace_period": grace_period(config.grace_period,
+                                                                   settings.epochs),
+                                      "reduction_factor": config.reduction_factor}})
 
 
 def _saved_state(paths: SearchPaths) -> dict:

@@ -7,7 +7,6 @@ callbacks (MLflow tracking, progress) are wired here and nowhere else.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import warnings
@@ -19,7 +18,7 @@ from ray.tune.search import Searcher
 
 from spaces import SearchSpace
 
-from .config import SearchConfig, SearchConfigError, Settings
+from .config import SearchConfig, SearchConfigError, Settings, grace_period
 from .journal import Journal
 from .progress import ProgressPrinter
 from .searcher import SpaceSearcher
@@ -155,16 +154,6 @@ def check_ray_devices(config: SearchConfig) -> None:
               file=sys.stderr, flush=True)
 
 
-GRACE_SHARE = 0.3
-"""The default grace period as a share of the budget (SearchConfig.grace_period)."""
-
-
-def grace_period(config: SearchConfig, budget: int) -> int:
-    """ASHA's grace period: the configured one, or 30% of the budget, within [1, budget]."""
-    grace = config.grace_period or math.ceil(GRACE_SHARE * budget)
-    return max(1, min(grace, budget))
-
-
 def trial_dirname(trial) -> str:
     """A Ray trial's directory: its run key (Optuna number and seed, as in the trials/
     directory and the MLflow run), not Tune's parameter dump."""
@@ -207,7 +196,8 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     elif config.scheduler == "asha":
         search_alg = searcher
         scheduler = ASHAScheduler(time_attr="epoch", max_t=settings.epochs,
-                                  grace_period=grace_period(config, settings.epochs),
+                                  grace_period=grace_period(config.grace_period,
+                                                            settings.epochs),
                                   reduction_factor=config.reduction_factor)
     else:
         search_alg, scheduler = searcher, FIFOScheduler()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from search.config import grace_period
 from search.ranking import fail_threshold
 
 from .importance import load_study_frame, parameter_importance
@@ -33,8 +34,16 @@ PLOTS = "report_plots"
 """The folder, inside the search's directory, that holds the report's PNGs."""
 MAX_PAIRS = 12
 """Discordant pairs shown; the rest stay in the returned table."""
-GRACE_PERIOD, REDUCTION_FACTOR = 1, 2
-"""The scheduler the replay shows on the curves (the command line's defaults)."""
+
+
+def replayed_scheduler(record: SearchRecord) -> tuple[int, int, str]:
+    """The ASHA the replay repeats on the full curves: the search's own (search.json), or the
+    command line's default one for a search run without ASHA (or recorded before the
+    scheduler was); with the words that say which."""
+    saved = record.state.get("scheduler") or {}
+    if saved.get("name") == "asha":
+        return int(saved["grace_period"]), int(saved["reduction_factor"]), "the search's ASHA"
+    return grace_period(None, record.budget), 2, "the default ASHA"
 
 
 @dataclass
@@ -220,8 +229,8 @@ def report(name: str, results_dir: str | Path = "results",
     full_curves = curves_from_record(record)
     default_replay = None
     if len(full_curves) >= 2 and record.budget > 1:
-        default_replay = replay_asha(full_curves, GRACE_PERIOD, REDUCTION_FACTOR,
-                                            record.budget)
+        grace, factor, which = replayed_scheduler(record)
+        default_replay = replay_asha(full_curves, grace, factor, record.budget)
     found = Section("What the search found")
     if curves_all:
         top = min(record.configurations, key=lambda c: c.rank).label
@@ -253,13 +262,13 @@ def report(name: str, results_dir: str | Path = "results",
     # Was the procedure sound?
     sound = Section("Was the search procedure sound?")
     if default_replay is not None:
-        grace = grace_table(full_curves, REDUCTION_FACTOR, record.budget)
-        tables["grace"] = grace
+        grace_rows = grace_table(full_curves, factor, record.budget)
+        tables["grace"] = grace_rows
         tables["replay"] = default_replay.table()
         kept = "keeps" if not default_replay.winner_stopped_async else "stops"
         sound.text(
-            f"ASHA replayed on the {len(full_curves)} full learning curves (grace period "
-            f"{GRACE_PERIOD}, reduction factor {REDUCTION_FACTOR}, rungs at epochs "
+            f"{which[0].upper()}{which[1:]} replayed on the {len(full_curves)} full learning "
+            f"curves (grace period {grace}, reduction factor {factor}, rungs at epochs "
             f"{', '.join(map(str, default_replay.rungs)) or 'none'}): it would stop "
             f"{len(default_replay.stopped_async)} configurations and {kept} the eventual "
             f"winner, {default_replay.winner}; synchronous successive halving would stop "
@@ -269,8 +278,9 @@ def report(name: str, results_dir: str | Path = "results",
                    if v is not None]
         if stopped:
             sound.items(["ASHA would stop: " + "; ".join(stopped)])
-        sound.table(_fmt(grace, {"ASHA epochs %": 0, "sync SH epochs %": 0}),
-                    "Replay over grace periods (reduction factor 2): configurations stopped, "
+        sound.table(_fmt(grace_rows, {"ASHA epochs %": 0, "sync SH epochs %": 0}),
+                    f"Replay over grace periods (reduction factor {factor}): configurations "
+                    "stopped, "
                     "whether the winner survives, and the share of the full budget trained. "
                     "Configurations start in the search's order, all at once.")
     elif record.budget <= 1:

@@ -117,6 +117,22 @@ def test_tables_and_sections(results):
         "shortcut in {exclusive_gate, shortcut_gate}"
 
 
+def test_the_replay_repeats_the_searchs_own_asha(results, tmp_path):
+    from search.report import report
+
+    state = json.loads((results / "searches" / NAME / "search.json").read_text())
+    assert state["scheduler"] == {"name": "none", "grace_period": 1, "reduction_factor": 2}
+    assert "The default ASHA replayed" in (results / "searches" / NAME / "report.md").read_text()
+    copy = tmp_path / "results" / "searches" / "asha"
+    shutil.copytree(results / "searches" / NAME, copy)
+    state["scheduler"] = {"name": "asha", "grace_period": 2, "reduction_factor": 3}
+    (copy / "search.json").write_text(json.dumps(state))
+    r = report("asha", tmp_path / "results")
+    assert r.replay.grace_period == 2 and r.replay.rungs == (2,)
+    assert ("The search's ASHA replayed on the 11 full learning curves (grace period 2, "
+            "reduction factor 3") in (copy / "report.md").read_text()
+
+
 def test_a_user_space_gets_the_report_without_the_paper(results, tmp_path):
     """The same search presented as a user's space, one configuration diverged: no paper
     columns, no tau, and the diverged one is a failure, not a crash."""
