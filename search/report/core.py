@@ -280,9 +280,8 @@ def report(name: str, results_dir: str | Path = "results",
             sound.items(["ASHA would stop: " + "; ".join(stopped)])
         sound.table(_fmt(grace_rows, {"ASHA epochs %": 0, "sync SH epochs %": 0}),
                     f"Replay over grace periods (reduction factor {factor}): configurations "
-                    "stopped, "
-                    "whether the winner survives, and the share of the full budget trained. "
-                    "Configurations start in the search's order, all at once.")
+                    "stopped, whether the winner survives, and the share of the full budget "
+                    "trained. Configurations start in the search's order, all at once.")
     elif record.budget <= 1:
         sound.text("A one-epoch budget: no early stopping to replay.")
     else:

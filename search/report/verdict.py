@@ -120,6 +120,14 @@ def _best_by(configs: list[Configuration],
     return best
 
 
+def _activation(config: Configuration) -> object:
+    return config.unit.get("activation")
+
+
+def _shortcut(config: Configuration) -> object:
+    return config.unit.get("shortcut")
+
+
 def _by_depth(configs: list[Configuration]) -> dict[int | None, list[Configuration]]:
     groups: dict[int | None, list[Configuration]] = {}
     for config in configs:
@@ -127,8 +135,8 @@ def _by_depth(configs: list[Configuration]) -> dict[int | None, list[Configurati
     return groups
 
 
-def _one_depth(configs: list[Configuration], key: Callable[[Configuration], object],
-               wanted: object) -> tuple[list[Configuration], str]:
+def _at_one_depth(configs: list[Configuration], key: Callable[[Configuration], object],
+                  wanted: object) -> tuple[list[Configuration], str]:
     """The configurations of one depth, so that a comparison is like with like: the depth
     where `wanted` is measured among the most values of `key`, the deeper on a tie; and
     " at depth D" to say so (empty when every configuration has the same depth)."""
@@ -167,13 +175,10 @@ def placements_line(record: SearchRecord) -> str | None:
     configs = [c for c in comparable(record) if c.unit.get("shortcut") == "identity"]
     parts, places = [], []
     for bottleneck, name in ((False, "basic"), (True, "bottleneck")):
-        def activation(c: Configuration) -> object:
-            return c.unit.get("activation")
-
-        mine, where = _one_depth([c for c in configs
-                                  if bool(c.unit.get("bottleneck")) == bottleneck],
-                                 activation, "full_preact")
-        best = _best_by(mine, activation)
+        mine, where = _at_one_depth([c for c in configs
+                                     if bool(c.unit.get("bottleneck")) == bottleneck],
+                                    _activation, "full_preact")
+        best = _best_by(mine, _activation)
         if len(best) < 2:
             continue
         order = list(best)
@@ -204,11 +209,8 @@ def shortcuts_line(record: SearchRecord) -> str | None:
     by_activation: dict[str, list[Configuration]] = {}
     for c in configs:
         by_activation.setdefault(c.unit.get("activation", "original"), []).append(c)
-    def shortcut(c: Configuration) -> object:
-        return c.unit.get("shortcut")
-
-    depths = {a: _one_depth(cs, shortcut, "identity") for a, cs in by_activation.items()}
-    candidates = {a: _best_by(cs, shortcut) for a, (cs, _) in depths.items()}
+    depths = {a: _at_one_depth(cs, _shortcut, "identity") for a, cs in by_activation.items()}
+    candidates = {a: _best_by(cs, _shortcut) for a, (cs, _) in depths.items()}
     candidates = {a: best for a, best in candidates.items() if len(best) >= 2}
     if not candidates:
         return None
@@ -238,7 +240,7 @@ def margin_lines(record: SearchRecord) -> list[str]:
     for bottleneck, name in ((False, "basic"), (True, "bottleneck")):
         groups = _by_depth([c for c in identity if bool(c.unit.get("bottleneck")) == bottleneck])
         both = {depth: mine for depth, mine in
-                ((d, _best_by(cs, lambda c: c.unit.get("activation"))) for d, cs in groups.items())
+                ((d, _best_by(cs, _activation)) for d, cs in groups.items())
                 if "full_preact" in mine and "original" in mine}
         if both:  # at one depth, the deepest: the paper's advantage grows with depth
             depth = max(both, key=lambda d: d or 0)
