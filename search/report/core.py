@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from search.config import grace_period
+from search.config import SearchConfig, grace_period
 from search.ranking import fail_threshold
 
 from .importance import load_study_frame, parameter_importance
@@ -43,7 +43,8 @@ def replayed_scheduler(record: SearchRecord) -> tuple[int, int, str]:
     saved = record.state.get("scheduler") or {}
     if saved.get("name") == "asha":
         return int(saved["grace_period"]), int(saved["reduction_factor"]), "the search's ASHA"
-    return grace_period(None, record.budget), 2, "the default ASHA"
+    return (grace_period(None, record.budget), SearchConfig.reduction_factor,
+            "the default ASHA")
 
 
 @dataclass
