@@ -44,18 +44,20 @@ def section_of(report_md: str, title: str) -> str | None:
 def check(results_md: Path, results_dir: Path) -> int:
     from search.report import report
 
-    written: dict[str, str] = {}
+    written: dict[str, str | None] = {}
     mismatches, missing, compared = 0, 0, 0
     for block in MARK.finditer(results_md.read_text()):
         name, section = block["name"], block["section"].strip()
         if name not in written:
             try:
                 directory = report(name, results_dir).directory
-            except Exception as error:  # a search that is not there: say which
+                written[name] = (directory / "report.md").read_text()
+            except Exception as error:  # a search that is not there: say which, once
                 print(f"{name}: no report ({type(error).__name__}: {error})")
-                missing += 1
-                continue
-            written[name] = (directory / "report.md").read_text()
+                written[name] = None
+        if written[name] is None:
+            missing += 1
+            continue
         fresh = section_of(written[name], section)
         if fresh is None:
             print(f"{name} / {section}: the report has no such section")

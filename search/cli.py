@@ -1,7 +1,8 @@
 """The `resnet-search` command: train one trial, run a search, list spaces, open the UI.
 
 Every bad input ends the same way: one line on stderr naming the bad value and what is
-allowed, exit status 2, and nothing written.
+allowed, exit status 2, and nothing written. A search that stops before it is finished (Ctrl-C,
+trials that ended in error) exits with status 3, so a script does not go on as if it had.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .config import DEVICE, SAMPLERS, SCHEDULERS, SearchConfigError
 from .layout import PathError, SearchPaths, check_writable
 
 EXIT_USAGE = 2
+EXIT_UNFINISHED = 3
 
 
 class UsageError(ValueError):
@@ -356,6 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.unfinished:
         print(f"\nsearch {result.name} is not finished: {' and '.join(result.unfinished)}; run "
               "the same command again to resume it (trials continue from their last checkpoints)")
+        return EXIT_UNFINISHED
     return 0
 
 

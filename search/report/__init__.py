@@ -18,6 +18,7 @@ No Ray, no MLflow, no torch: it runs in seconds, after the search or long after.
     replay.py      ASHA and synchronous successive halving replayed on full learning curves;
                    a zero-cost screen from the propagation at initialisation
     importance.py  parameter importance that knows conditional axes
+    core.py        the report assembled, and what the trials cost (`compute_table`)
     plots.py, render.py   the figures; Markdown and HTML
 """
 

@@ -297,6 +297,14 @@ def report(name: str, results_dir: str | Path = "results",
                     "so they flatter themselves.")
     sections.append(sound)
 
+    tables["compute"] = compute = compute_table(record)
+    sections.append(Section("Compute").table(
+        _fmt(compute, {"trial time h": 2, "s per epoch": 1}),
+        "Trial time: the seconds each seed run spent training and evaluating, summed over "
+        "the epochs it recorded (an epoch trained again after a resume counts once; actor "
+        "start-up, data loading and the driver are not in it). Divide by the concurrency for "
+        "the wall time of the trials."))
+
     identity = record.identity
     title = f"Search {record.paths.name}: what it found, and why"
     subtitle = (f"space {record.space or '?'}, {record.scale or '?'} scale, dataset "
@@ -310,6 +318,17 @@ def report(name: str, results_dir: str | Path = "results",
     paths["html"].write_text(to_html(document))
     return Report(record.paths.name, directory, title, lines, tables, taus, default_replay,
                   paths)
+
+
+def compute_table(record: SearchRecord) -> pd.DataFrame:
+    """What the search's trials cost: seed runs, epochs trained, trial time."""
+    runs = [run for config in record.configurations for run in config.runs]
+    seconds = sum(run.seconds for run in runs)
+    epochs = sum(len(run.curve) for run in runs)
+    return pd.DataFrame([{
+        "seed runs": len(runs), "epochs trained": epochs,
+        "trial time s": round(seconds), "trial time h": round(seconds / 3600, 2),
+        "s per epoch": round(seconds / epochs, 1) if epochs else math.nan}])
 
 
 def _fail_rule(record: SearchRecord) -> tuple[float | None, str]:

@@ -44,6 +44,8 @@ class Run:
     """Propagation profile (as a dict) by epoch; 0 = initialisation."""
     train_loss: list[float] = field(default_factory=list)
     """Training loss per epoch (the paper's Fig. 6 curves)."""
+    seconds: float = 0.0
+    """Trial time: training and evaluation, summed over its epochs (each epoch once)."""
 
 
 @dataclass
@@ -186,6 +188,7 @@ def _read_run(directory: Path | None, trial: pd.Series) -> Run:
     curve: list[float] = []
     train_loss: list[float] = []
     propagation: dict[int, dict[str, Any]] = {}
+    seconds = 0.0
     if directory is not None:
         metrics = directory / "metrics.jsonl"
         if metrics.exists():
@@ -195,12 +198,15 @@ def _read_run(directory: Path | None, trial: pd.Series) -> Run:
             epochs = range(1, max(by_epoch, default=0) + 1)
             curve = [_float(by_epoch.get(e, {}).get("val_error")) for e in epochs]
             train_loss = [_float(by_epoch.get(e, {}).get("train_loss")) for e in epochs]
+            # An epoch trained again after a resume is recorded again: the last record counts.
+            seconds = sum(m.get("epoch_seconds", 0.0) + m.get("eval_seconds", 0.0)
+                          for m in by_epoch.values())
         profile = directory / "propagation.json"
         if profile.exists():
             propagation = {int(k): v for k, v in json.loads(profile.read_text()).items()}
     return Run(directory.name if directory else f"{int(trial['optuna_trial']):04d}-s"
                f"{int(trial['seed'])}", int(trial["seed"]), str(trial["outcome"]),
-               int(trial["epochs"]), curve, propagation, train_loss)
+               int(trial["epochs"]), curve, propagation, train_loss, seconds)
 
 
 def _unit_from_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -105,6 +105,11 @@ def cli():
 
 
 @pytest.fixture
+def read_until():
+    return read_lines_until
+
+
+@pytest.fixture
 def mlflow_runs():
     return read_mlflow_runs
 
@@ -127,6 +132,17 @@ def run_cli(*args, cwd, timeout=600, env=None, **popen):
         return subprocess.Popen(command, cwd=cwd, env=env, text=True, **popen)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def read_lines_until(process, done, seconds=300) -> list[str]:
+    """The lines `process` printed until `done(lines)` holds (or `seconds` passed, or it
+    exited); the caller asserts what it waited for."""
+    lines, deadline = [], time.time() + seconds
+    for line in process.stdout:
+        lines.append(line)
+        if done(lines) or time.time() > deadline:
+            break
+    return lines
 
 
 def read_mlflow_runs(results):

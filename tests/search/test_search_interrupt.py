@@ -5,30 +5,25 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 ARGS = ["run", "paper-table2", "--scale", "smoke", "--trials", 4, "--concurrency", 2,
         "--epochs", 6, "--scheduler", "none", "--name", "ctrl-c"]
 
 
 def test_interrupted_search_is_not_finished_and_the_same_command_completes_it(
-        tmp_path, cli, mlflow_runs, one_truth):
+        tmp_path, cli, read_until, mlflow_runs, one_truth):
     driver = cli(*ARGS, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                  start_new_session=True)
-    seen = []
     try:
-        deadline = time.time() + 300
-        for line in driver.stdout:
-            seen.append(line)
-            if "] ok " in line or time.time() > deadline:
-                break
-        assert any("] ok " in line for line in seen), "".join(seen)[-3000:]
+        seen = read_until(driver, lambda lines: "] ok " in lines[-1])
+        assert "] ok " in seen[-1], "".join(seen)[-3000:]
         os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
         out = "".join(seen) + driver.communicate(timeout=300)[0]
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
 
+    assert driver.returncode == 3, out[-3000:]  # not finished: a script must not go on
     last = out.strip().splitlines()[-1]  # the last thing the interrupted command says
     assert re.match(r"search ctrl-c is not finished: [12] trial\(s\) did not end \(interrupted\)",
                     last), out[-3000:]

@@ -21,18 +21,16 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def test_killed_driver_resumes_without_repeating_or_losing_anything(tmp_path, cli, mlflow_runs,
-                                                                    study, one_truth):
+def test_killed_driver_resumes_without_repeating_or_losing_anything(
+        tmp_path, cli, read_until, mlflow_runs, study, one_truth):
     driver = cli(*ARGS, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                  start_new_session=True)
-    finished_first = []
+
+    def finished(lines):
+        return [line.split()[2] for line in lines if "] ok " in line]  # e.g. "#0/s0"
+
     try:
-        deadline = time.time() + 300
-        for line in driver.stdout:
-            if "] ok " in line:
-                finished_first.append(line.split()[2])  # e.g. "#0/s0"
-            if len(finished_first) == 2 or time.time() > deadline:
-                break
+        finished_first = finished(read_until(driver, lambda lines: len(finished(lines)) == 2))
         assert len(finished_first) == 2, "the first run never finished two trials"
         driver.send_signal(signal.SIGKILL)  # the driver only: its trials are mid-epoch
         driver.wait()

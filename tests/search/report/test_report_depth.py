@@ -82,3 +82,9 @@ def test_the_results_check_finds_a_changed_figure(results, tmp_path):
     changed = subprocess.run(script, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert changed.returncode == 1
     assert f"RESULTS.md says '99.99', the results say '{gap}'" in changed.stdout
+    # A search the results directory does not hold: named once, however many tables it has.
+    gone = copied.replace(f"report: {NAME} /", "report: gone /")
+    page.write_text(gone + gone)
+    missing = subprocess.run(script, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert missing.returncode == 2
+    assert missing.stdout.count("gone: no report") == 1 and "2 missing" in missing.stdout

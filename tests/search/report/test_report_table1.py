@@ -159,3 +159,16 @@ def test_a_user_space_gets_the_report_without_the_paper(results, tmp_path):
     features = r.tables["screen_features"].set_index("configuration")
     assert features.loc[ranking.loc[last, "configuration"], "measured fail"]
     assert r.verdict[0].startswith(f"Winner: {ranking.iloc[0]['configuration']},")
+
+
+def test_the_compute_table_sums_every_runs_recorded_epochs(results):
+    from search.report import report
+
+    records = pd.concat(pd.read_json(path, lines=True) for path in
+                        (results / "searches" / NAME / "trials").glob("*/metrics.jsonl"))
+    compute = report(NAME, results).tables["compute"].iloc[0]
+    assert compute["seed runs"] == 22  # 11 configurations x 2 seeds
+    assert compute["epochs trained"] == len(records) == 22 * 3
+    seconds = (records["epoch_seconds"] + records["eval_seconds"]).sum()
+    assert compute["trial time s"] == round(seconds) > 0
+    assert compute["trial time h"] == round(seconds / 3600, 2)
