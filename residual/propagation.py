@@ -155,6 +155,7 @@ def plot_propagation(profiles: PropagationProfile | dict[str, PropagationProfile
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if isinstance(profiles, PropagationProfile):
         profiles = {"": profiles}
@@ -173,6 +174,7 @@ def plot_propagation(profiles: PropagationProfile | dict[str, PropagationProfile
                 ax.plot(range(profile.num_units), profile.gate_carry, linestyle="--",
                         color=line.get_color(), label=f"{name} mean(1-g)".strip())
         ax.set_yscale(scale)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # units are whole
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
         first = next(iter(profiles.values()))
@@ -185,7 +187,9 @@ def plot_propagation(profiles: PropagationProfile | dict[str, PropagationProfile
         axes[1][1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # Fixed margins rather than tight_layout, which draws every tick label to measure it.
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.08, top=0.9 if title else 0.95,
+                        hspace=0.2, wspace=0.25)
     path = Path(path)
     fig.savefig(path, dpi=90)
     plt.close(fig)
