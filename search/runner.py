@@ -355,14 +355,29 @@ def _start_over(settings: Settings) -> int:
     paths = settings.paths
     generation = _saved_state(paths).get("generation", 0) + 1 if paths.state.exists() else 0
     shutil.rmtree(paths.search, ignore_errors=True)
-    if "://" not in settings.storage:  # a bucket's old experiment stays; restore ignores it
-        for name in (settings.name, settings.name + "-final"):
-            shutil.rmtree(Path(settings.storage) / name, ignore_errors=True)
+    for name in (settings.name, settings.name + "-final"):
+        _remove_experiment(settings.storage, name)
     try:
         optuna.delete_study(study_name=settings.name, storage=settings.optuna_storage)
     except KeyError:  # no such study yet
         pass
     return generation
+
+
+def _remove_experiment(storage: str, name: str) -> None:
+    """Ray Tune's experiment `name` under `storage`, a local path or a URI (s3://, gs://,
+    file://), removed: left there, `Tuner.can_restore` would find it and a fresh search would
+    resume the old one."""
+    import shutil
+
+    if "://" not in storage:
+        shutil.rmtree(Path(storage) / name, ignore_errors=True)
+        return
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(f"{storage.rstrip('/')}/{name}")
+    if filesystem.get_file_info(path).type != fs.FileType.NotFound:
+        filesystem.delete_dir(path)
 
 
 def _finished_before(settings: Settings) -> SearchResult:
