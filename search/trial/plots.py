@@ -39,10 +39,9 @@ def plot_learning_curve(history: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    epochs = [m["epoch"] for m in history]
     from matplotlib.ticker import MaxNLocator
 
+    epochs = [m["epoch"] for m in history]
     fig, (errors, loss) = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax in (errors, loss):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs

@@ -16,7 +16,7 @@ def test_interrupted_search_is_not_finished_and_the_same_command_completes_it(
                  start_new_session=True)
     try:
         seen = read_until(driver, lambda lines: "] ok " in lines[-1])
-        assert "] ok " in seen[-1], "".join(seen)[-3000:]
+        assert seen and "] ok " in seen[-1], "".join(seen)[-3000:]
         os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
         out = "".join(seen) + driver.communicate(timeout=300)[0]
     finally:
