@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,15 @@ _seed = _bounded(int, 0, below=2**63)  # Optuna's and numpy's seeds are 64-bit
 _port = _bounded(int, 1, below=65536)
 _positive_float = _bounded(float, 0, strict=True)
 _non_negative_float = _bounded(float, 0)
+
+# Store defaults a machine can set once (a cluster's nodes do, deploy/cluster/node-env.sh), so
+# that a search run or submitted there finds the cluster's stores without the flags.
+ENVIRONMENT = {"tracking_uri": "RESNET_SEARCH_TRACKING_URI", "storage": "RESNET_SEARCH_STORAGE",
+               "optuna_storage": "RESNET_SEARCH_OPTUNA_STORAGE"}
+
+
+def _environment(key: str) -> str | None:
+    return os.environ.get(ENVIRONMENT[key]) or None
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -143,15 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "| HOST:PORT (its GCS address); ray:// is refused: submit with `ray job "
                      "submit` instead (default: start a local Ray listening on 127.0.0.1, token "
                      "auth on)")
-    run.add_argument("--tracking-uri", help="MLflow: http://HOST:PORT or sqlite:///PATH "
-                     "(default sqlite:///<results-dir>/mlflow.db)")
+    run.add_argument("--tracking-uri", default=_environment("tracking_uri"), help="MLflow: "
+                     "http://HOST:PORT or sqlite:///PATH (default $RESNET_SEARCH_TRACKING_URI, "
+                     "else sqlite:///<results-dir>/mlflow.db)")
     run.add_argument("--experiment", help="MLflow experiment name (default resnet-search)")
     run.add_argument("--results-dir", help="MLflow store, Optuna study, Ray results "
                      "(default ./results)")
-    run.add_argument("--storage", help="Ray Tune storage (default <results-dir>/ray); shared "
-                     "(NFS path or s3://bucket/prefix) when trials run on several nodes")
-    run.add_argument("--optuna-storage", help="Optuna study storage, any SQLAlchemy URL "
-                     "(default sqlite:///<results-dir>/optuna.db)")
+    run.add_argument("--storage", default=_environment("storage"), help="Ray Tune storage "
+                     "(default $RESNET_SEARCH_STORAGE, else <results-dir>/ray); shared (NFS "
+                     "path or s3://bucket/prefix) when trials run on several nodes")
+    run.add_argument("--optuna-storage", default=_environment("optuna_storage"), help="Optuna "
+                     "study storage, any SQLAlchemy URL (default $RESNET_SEARCH_OPTUNA_STORAGE, "
+                     "else sqlite:///<results-dir>/optuna.db)")
     run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
                      "raised (default 1)")
     run.add_argument("--seed", type=_seed, help="sampler seed (default 0)")
@@ -185,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "report.md and report.html into its directory.")
     report.add_argument("name", help="the search's name (its --name)")
     report.add_argument("--results-dir", default="results", help="default ./results")
-    report.add_argument("--optuna-storage", help="the study's storage, if not the default "
-                        "sqlite:///<results-dir>/optuna.db")
+    report.add_argument("--optuna-storage", help="the study's storage (default: the one the "
+                        "search used, as its search.json records)")
 
     sync = commands.add_parser("sync", help="send a search's tracking journal to MLflow",
                                description="Send what a search journaled while its MLflow "

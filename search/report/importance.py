@@ -159,8 +159,9 @@ def parameter_importance(frame: pd.DataFrame, objective: str = OBJECTIVE) -> pd.
 
 
 def load_study_frame(record: SearchRecord, storage: str | None) -> tuple[pd.DataFrame, str]:
-    """The study's frame if the study can be read, else the ranking's; and which it is."""
-    url = storage or record.paths.optuna_uri
+    """The study's frame if the study can be read, else the ranking's; and which it is. The
+    study is where `storage` says, else where the search kept it, else in the results dir."""
+    url = storage or record.state.get("optuna_storage") or record.paths.optuna_uri
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         return record_frame(record), "ranking.csv (no Optuna study found)"
     try:

@@ -5,28 +5,43 @@ import subprocess
 import time
 
 import mlflow
+import optuna
 import requests
 
 from search.cli import main
 
 
 def test_search_tracks_to_an_mlflow_server(tmp_path, mlflow_server, cli):
+    """The stores come from the environment, as on a cluster's nodes (cluster.yaml sets them)."""
     mlflow_server = mlflow_server.uri
-    done = cli("run", "paper-table1", "--scale", "smoke", "--trials", 2, "--concurrency", 2,
-               "--tracking-uri", mlflow_server, "--scheduler", "none", cwd=tmp_path)
+    studies = f"sqlite:///{tmp_path / 'elsewhere' / 'studies.db'}"
+    (tmp_path / "elsewhere").mkdir()
+    env = {**os.environ, "RESNET_SEARCH_TRACKING_URI": mlflow_server,
+           "RESNET_SEARCH_OPTUNA_STORAGE": studies}
+    done = cli("run", "paper-table1", "--scale", "smoke", "--trials", 3, "--concurrency", 2,
+               "--scheduler", "none", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert mlflow_server in done.stdout
+    assert f"optuna-dashboard {studies}" in done.stdout
+    assert len(optuna.load_study(study_name="paper-table1-smoke", storage=studies).trials) == 3
+    assert not (tmp_path / "results" / "optuna.db").exists()
     assert "View run" not in done.stdout  # MLflow's own link per run: off (quiet by default)
     client = mlflow.MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("resnet-search")
     runs = client.search_runs([experiment.experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(runs) == 3 and len(children) == 2
+    assert len(runs) == 4 and len(children) == 3
     for run_ in children:
         assert len(client.get_metric_history(run_.info.run_id, "val/error")) == 3
         artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
         assert {"learning_curve.png", "propagation.png", "final_metrics.json"} <= artifacts
     assert not (tmp_path / "results" / "mlflow.db").exists()  # the server holds the runs
+    # Written again without the variable, the report still reads the study the search used.
+    del env["RESNET_SEARCH_OPTUNA_STORAGE"]
+    again = cli("report", "paper-table1-smoke", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = (tmp_path / "results" / "searches" / "paper-table1-smoke" / "report.md").read_text()
+    assert f"Importance from the Optuna study 'paper-table1-smoke' ({studies})" in report
 
 
 def test_list_spaces_needs_no_search(capsys):
