@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "else sqlite:///<results-dir>/optuna.db)")
     run.add_argument("--max-failures", type=_non_negative, help="retries of a trial that "
                      "raised (default 1)")
+    run.add_argument("--give-up-errored", action="store_true", default=None, help="make trials "
+                     "that end in error (after --max-failures retries) final: Optuna is told "
+                     "their configuration from the seeds that finished (FAIL if none did) and "
+                     "the search can finish (default: a re-run resumes them)")
     run.add_argument("--seed", type=_seed, help="sampler seed (default 0)")
     run.add_argument("--fresh", action="store_true", default=None, help="start the search "
                      "over: remove its directory, Ray experiment and Optuna study first (its "

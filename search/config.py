@@ -81,6 +81,10 @@ class SearchConfig:
     """Default `sqlite:///<results_dir>/optuna.db`; any SQLAlchemy URL."""
     max_failures: int = 1
     """Retries of a trial that raised (not of a diverged one: that is a result)."""
+    give_up_errored: bool = False
+    """Trials that end in error (after `max_failures` retries) are final: their configurations
+    are told to Optuna from the seeds that did finish (FAIL when none did) and the search can
+    finish. False: they stay resumable, and running the search again resumes them."""
     seed: int = 0
     """Sampler seed."""
     device: str = "auto"
@@ -125,7 +129,7 @@ class SearchConfig:
             self._check_int("concurrency", 1)
         if self.stop_at_chance is not None:
             self._check_int("stop_at_chance", 1)
-        for name in ("bf16", "fresh", "verbose", "screen"):
+        for name in ("bf16", "fresh", "verbose", "screen", "give_up_errored"):
             if not isinstance(getattr(self, name), bool):
                 raise SearchConfigError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
                                         "True | False")

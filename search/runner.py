@@ -219,7 +219,9 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         result = _finish(space, config, settings, journal, sender)
         if config.screen:
             _record_screened(searcher, settings, journal)
-        unfinished = _unfinished(result, searcher)
+        if config.give_up_errored:
+            _give_up_errored(searcher, result, config.progress)
+        unfinished = _unfinished(result, searcher, config.give_up_errored)
         if config.final_retrain and not unfinished and not result.ranking.empty:
             result = _final_retrain(space, config, settings, journal, sender, searcher, result)
         result = _report(settings, journal, result)
@@ -234,13 +236,29 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
             ray.shutdown()
 
 
-def _unfinished(result: SearchResult, searcher: SpaceSearcher) -> list[str]:
+def _give_up_errored(searcher: SpaceSearcher, result: SearchResult, progress: bool) -> None:
+    """Tell Optuna the configurations whose trials ended in error, from their recorded
+    outcomes (`SearchConfig.give_up_errored`)."""
+    if result.trials.empty:
+        return
+    told = searcher.give_up_errored({
+        int(number): dict(zip(runs["seed"].astype(int), runs["outcome"]))
+        for number, runs in result.trials.groupby("optuna_trial")})
+    if told and progress:
+        print(f"gave up on {len(told)} configuration(s) whose trials ended in error (Optuna "
+              f"trial(s) {', '.join(map(str, told))}): told from the seeds that finished, FAIL "
+              "where none did", flush=True)
+
+
+def _unfinished(result: SearchResult, searcher: SpaceSearcher,
+                errors_final: bool = False) -> list[str]:
     """What the same command, run again, would still do (Tuner.restore): trials that ended in
-    error or that an interrupt (Ctrl-C) left running, and configurations not asked yet."""
+    error (unless `errors_final`: --give-up-errored) or that an interrupt (Ctrl-C) left
+    running, and configurations not asked yet."""
     outcomes = result.trials.get("outcome", pd.Series(dtype=str)).value_counts()
-    left = [f"{outcomes[o]} trial(s) {said}" for o, said in
-            (("error", "ended in error"), ("running", "did not end (interrupted)"))
-            if outcomes.get(o, 0)]
+    resumed = (() if errors_final else (("error", "ended in error"),)) + (
+        ("running", "did not end (interrupted)"),)
+    left = [f"{outcomes[o]} trial(s) {said}" for o, said in resumed if outcomes.get(o, 0)]
     if not searcher.nothing_left_to_ask():
         left.append("configurations are left to ask")
     return left

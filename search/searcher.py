@@ -18,7 +18,7 @@ ask/tell and samplers and fixes those:
   PRUNED; a configuration whose every seed raised is FAIL. A trial that raised is no outcome
   while it can still be resumed: its configuration stays RUNNING (user attribute `errored`)
   until running the search again resumes it (Tuner.restore) and it ends (README, "One truth
-  across Ray, Optuna and MLflow").
+  across Ray, Optuna and MLflow"), or until a search run with `give_up_errored` tells it.
 """
 
 from __future__ import annotations
@@ -389,6 +389,25 @@ class SpaceSearcher(Searcher):
         self._optuna_storage.set_trial_user_attr(trial_id, "errored", False)
         self.study.tell(number, value, state=state)
 
+
+    def give_up_errored(self, outcomes: dict[int, dict[int, str]]) -> list[int]:
+        """Make the errored configurations final (`SearchConfig.give_up_errored`): each is
+        told from its seeds' recorded outcomes (`outcomes`: Optuna trial number -> seed ->
+        outcome, `error` for those that raised) and their last objectives, as if every seed
+        had ended. Returns the numbers told."""
+        work_root = Path(self.run_settings.get("work_root", "."))
+        told = []
+        for frozen in self.study.get_trials(deepcopy=False):
+            if frozen.state != TrialState.RUNNING or not frozen.user_attrs.get("errored"):
+                continue
+            ended = []
+            for seed, outcome in sorted(outcomes.get(frozen.number, {}).items()):
+                history = read_metrics(work_root / f"{frozen.number:04d}-s{seed}")
+                ended.append({"outcome": outcome,
+                              "value": history[-1].get(OBJECTIVE) if history else None})
+            self._tell(frozen.number, ended)
+            told.append(frozen.number)
+        return told
 
     def _complete_curve(self, number: int, trial_id: int) -> None:
         """Epochs seed 0 reported while no driver listened (it was killed, or the trial was

@@ -190,7 +190,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     experiment = f"{settings.storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(experiment):
         return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
-                                  resume_errored=True)
+                                  resume_errored=not config.give_up_errored)
     if retrain:
         search_alg, scheduler = FixedRuns(retrain), FIFOScheduler()
     elif config.scheduler == "asha":

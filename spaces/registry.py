@@ -75,7 +75,10 @@ def load_space(ref: str | SearchSpace, scale: str | Scale = "small") -> SearchSp
     if not isinstance(space, SearchSpace):
         raise SpaceError(f"space {ref!r} is a {type(space).__name__}; allowed: a SearchSpace "
                          "or a function of a Scale returning one")
-    space.source = ref
+    # A file by its absolute path: trials load it again in workers that run elsewhere (Ray
+    # starts them in their own directories), and a resumed search compares it.
+    space.source = f"{Path(where).expanduser().resolve()}:{attr}" if where.endswith(".py") \
+        else ref
     return space
 
 

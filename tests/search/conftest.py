@@ -159,10 +159,10 @@ def load_study(results, name):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{results / 'optuna.db'}")
 
 
-def assert_one_truth(results: Path, name: str, budget: int) -> None:
+def assert_one_truth(results: Path, name: str, budget: int, errors_final: bool = False) -> None:
     """Every trial's state agrees in Ray, MLflow and Optuna (README, "One truth across Ray,
     Optuna and MLflow"), nothing is left RUNNING, and every told configuration has the whole
-    curve its seed 0 reported."""
+    curve its seed 0 reported. `errors_final`: the search ran with --give-up-errored."""
     from optuna.trial import TrialState
     from ray.tune import ExperimentAnalysis
 
@@ -187,6 +187,8 @@ def assert_one_truth(results: Path, name: str, budget: int) -> None:
         outcomes = {r.data.tags["outcome"] for r in seeds}
         if outcomes & {"ok", "diverged"}:
             assert trial.state == TrialState.COMPLETE, (number, outcomes, trial.state)
+        elif "error" in outcomes and errors_final:
+            assert trial.state == TrialState.FAIL and not trial.user_attrs["errored"], number
         elif "error" in outcomes:
             assert trial.state == TrialState.RUNNING and trial.user_attrs["errored"], number
         else:
