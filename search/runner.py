@@ -256,9 +256,10 @@ def _unfinished(result: SearchResult, searcher: SpaceSearcher,
     error (unless `errors_final`: --give-up-errored) or that an interrupt (Ctrl-C) left
     running, and configurations not asked yet."""
     outcomes = result.trials.get("outcome", pd.Series(dtype=str)).value_counts()
-    resumed = (() if errors_final else (("error", "ended in error"),)) + (
-        ("running", "did not end (interrupted)"),)
-    left = [f"{outcomes[o]} trial(s) {said}" for o, said in resumed if outcomes.get(o, 0)]
+    resumable = {"error": "ended in error"} if not errors_final else {}
+    resumable["running"] = "did not end (interrupted)"
+    left = [f"{outcomes[o]} trial(s) {said}" for o, said in resumable.items()
+            if outcomes.get(o, 0)]
     if not searcher.nothing_left_to_ask():
         left.append("configurations are left to ask")
     return left

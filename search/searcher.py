@@ -389,7 +389,6 @@ class SpaceSearcher(Searcher):
         self._optuna_storage.set_trial_user_attr(trial_id, "errored", False)
         self.study.tell(number, value, state=state)
 
-
     def give_up_errored(self, outcomes: dict[int, dict[int, str]]) -> list[int]:
         """Make the errored configurations final (`SearchConfig.give_up_errored`): each is
         told from its seeds' recorded outcomes (`outcomes`: Optuna trial number -> seed ->
