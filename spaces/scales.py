@@ -35,8 +35,8 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
           basic_depth=110, bottleneck_depth=164, width=16, depth_choices=(20, 56, 110),
           trend_depths={False: (20, 56, 110), True: (56, 110, 164)}, recipe=Recipe()),
     # ResNet-56 at width 8 on 16x16 images keeps the paper's failures visible on real
-    # CIFAR-10: identity 52% test error, constant scaling (0.5, 1) 68% (README, "Built-in
-    # spaces and scales"); exclusive gating with b_g = 0 83% (the issue's measurement).
+    # CIFAR-10: identity 51% test error, constant scaling (0.5, 1) 70%, exclusive gating with
+    # b_g = 0 76%, three seeds each (docs/RESULTS.md, Table 1).
     Scale("small", "laptop CPU, minutes per trial: ResNet-56 / ResNet-56 bottleneck, width 8, "
           "16x16 images, 10k training images, 5k validation images, 10 epochs",
           basic_depth=56, bottleneck_depth=56, width=8, depth_choices=(20, 32, 56),

@@ -167,7 +167,13 @@ def propagation_plot(table: pd.DataFrame, path: Path) -> Path | None:
     if table.empty:
         return None
     rows = table.reset_index(drop=True)
-    floor = 1e-4
+    # Zero (no direct path at all) is drawn a decade below the smallest share measured or
+    # predicted, so a share of 1e-11 (0.5 to the 27th power, Eq. 8) is drawn where it is.
+    columns = ["predicted init", "measured init", "measured end", "relative init",
+               "relative end"]
+    values = rows[[c for c in columns if c in rows]].astype(float).to_numpy().ravel()
+    smallest = values[values > 0].min(initial=1e-3)
+    floor = min(1e-4, 10 ** (np.floor(np.log10(smallest)) - 1))
     y = np.arange(len(rows))[::-1]
     panels = [("absolute (Eq. 5: 1 for identity, full pre-activation)",
                ("predicted init", "measured init", "measured end"))]
@@ -202,6 +208,6 @@ def propagation_plot(table: pd.DataFrame, path: Path) -> Path | None:
         else:
             ax.set_yticks(y, [""] * len(y))
         ax.set_xlabel(f"direct-path share of unit 0 (log; 0 drawn at {floor:g})", fontsize=8)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper left")  # the best rows, near 1, leave it free
     return _save(fig, path)
 
