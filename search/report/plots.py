@@ -160,6 +160,15 @@ def importance_plot(table: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def zero_position(shares: np.ndarray) -> float:
+    """Where a log axis of direct-path shares draws zero (no direct path at all): at 1e-4, or
+    a decade below the smallest positive share, so that 1e-11 (0.5 to the 27th power, Eq. 8)
+    is drawn where it is and not among the zeros."""
+    shares = np.asarray(shares, dtype=float).ravel()
+    smallest = shares[shares > 0].min(initial=1e-3)
+    return float(min(1e-4, 10 ** (np.floor(np.log10(smallest)) - 1)))
+
+
 def propagation_plot(table: pd.DataFrame, path: Path) -> Path | None:
     """The first unit's direct-path share per configuration, predicted (Eq. 5/8) and measured
     at initialisation and at the end, on a log scale; left absolute, right relative to the
@@ -167,13 +176,9 @@ def propagation_plot(table: pd.DataFrame, path: Path) -> Path | None:
     if table.empty:
         return None
     rows = table.reset_index(drop=True)
-    # Zero (no direct path at all) is drawn a decade below the smallest share measured or
-    # predicted, so a share of 1e-11 (0.5 to the 27th power, Eq. 8) is drawn where it is.
     columns = ["predicted init", "measured init", "measured end", "relative init",
                "relative end"]
-    values = rows[[c for c in columns if c in rows]].astype(float).to_numpy().ravel()
-    smallest = values[values > 0].min(initial=1e-3)
-    floor = min(1e-4, 10 ** (np.floor(np.log10(smallest)) - 1))
+    floor = zero_position(rows[[c for c in columns if c in rows]].astype(float).to_numpy())
     y = np.arange(len(rows))[::-1]
     panels = [("absolute (Eq. 5: 1 for identity, full pre-activation)",
                ("predicted init", "measured init", "measured end"))]

@@ -11,6 +11,7 @@ from scipy import stats
 from residual.paper import TABLE1, TABLE2
 from search.report import difference, kendall, predicted_share, same_unit, screen, seeds_needed
 from search.report.load import Configuration
+from search.report.plots import zero_position
 
 
 def test_units_match_paper_rows_at_float32_and_by_unit_type():
@@ -137,3 +138,9 @@ def test_the_screen_reports_precision_and_recall():
     assert fitted["threshold"] == pytest.approx(0.2) and fitted["recall"] == 1.0
     assert fitted["precision"] == 1.0
     assert features["a priori predicts fail"].tolist() == [False, False, True, False]
+
+
+def test_zero_is_drawn_below_every_positive_share():
+    assert zero_position(np.array([[1.0, 0.2], [0.0, np.nan]])) == 1e-4
+    assert zero_position(np.array([0.5 ** 27, 9.2e-12, 0.0, 1.0])) == pytest.approx(1e-13)
+    assert zero_position(np.array([0.0, np.nan])) == 1e-4
