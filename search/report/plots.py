@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from numpy.typing import ArrayLike
 
 from .replay import ReplayResult
 
@@ -160,7 +161,7 @@ def importance_plot(table: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def zero_position(shares: np.ndarray) -> float:
+def zero_position(shares: ArrayLike) -> float:
     """Where a log axis of direct-path shares draws zero (no direct path at all): at 1e-4, or
     a decade below the smallest positive share, so that 1e-11 (0.5 to the 27th power, Eq. 8)
     is drawn where it is and not among the zeros."""
@@ -176,15 +177,13 @@ def propagation_plot(table: pd.DataFrame, path: Path) -> Path | None:
     if table.empty:
         return None
     rows = table.reset_index(drop=True)
-    columns = ["predicted init", "measured init", "measured end", "relative init",
-               "relative end"]
-    floor = zero_position(rows[[c for c in columns if c in rows]].astype(float).to_numpy())
     y = np.arange(len(rows))[::-1]
     panels = [("absolute (Eq. 5: 1 for identity, full pre-activation)",
                ("predicted init", "measured init", "measured end"))]
     if (rows["shortcut"] != "identity").any():  # else every ratio is 1 by construction
         panels.append(("relative to identity with the same placement",
                        ("predicted init", "relative init", "relative end")))
+    floor = zero_position(rows[list({c: None for _, cs in panels for c in cs})])
     fig = Figure(figsize=(6 + 6 * (len(panels) - 1) + 2, 1.4 + 0.36 * max(len(rows), 3)))
     styles = {"predicted init": ("D", "none", "#555555", "predicted (Eq. 5/8)"),
               "measured init": ("o", COLOURS[0], COLOURS[0], "measured at initialisation"),
