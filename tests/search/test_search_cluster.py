@@ -31,14 +31,15 @@ def two_node_cluster(tmp_path, free_port):
     # under it are this cluster's alone.
     temp = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
     common = ["--num-cpus", "1", "--disable-usage-stats", f"--temp-dir={temp}"]
-    groups = []
+    sessions = []
 
     def ray_start(*args):
-        # In a session of its own, so every daemon it leaves behind is in one process group.
+        # In a session of its own: every process it leaves behind, daemons and workers, is in
+        # that session, and only they are.
         process = subprocess.Popen([RAY, "start", *args, *common], env=env,
                                    start_new_session=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
-        groups.append(process.pid)
+        sessions.append(process.pid)
         output, _ = process.communicate(timeout=120)
         assert process.returncode == 0, output[-2000:]
 
@@ -48,18 +49,30 @@ def two_node_cluster(tmp_path, free_port):
         ray_start("--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1")
 
         def kill_worker_node():
-            os.killpg(groups[1], signal.SIGKILL)  # its raylet and every worker under it
+            kill_session(sessions[1])
 
         yield SimpleNamespace(address=f"127.0.0.1:{port}", env=env,
                               kill_worker_node=kill_worker_node)
     finally:
         # Not `ray stop`: it would stop every Ray on the machine. Only this cluster's processes.
-        for group in groups:
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for session in sessions:
+            kill_session(session)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process of a session at once, as when a node's machine is lost. Not the
+    process group: Ray puts each worker in a group of its own, and a worker whose raylet was
+    killed goes on training, and reporting to the driver, for about two seconds (20 fast epochs:
+    the node's trials then finished, or ended early, instead of being lost)."""
+    for _ in range(3):  # again, for any process forked during the previous pass
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == session:  # state, ppid, pgrp, session
+                    os.kill(int(stat.parent.name), signal.SIGKILL)
+            except (OSError, IndexError, ValueError):
+                pass  # ended meanwhile
 
 
 # `resnet-search run ARGS` whose dataset path is deleted as soon as the driver has staged it
@@ -120,8 +133,8 @@ def test_lost_worker_node_then_a_rerun_trains_errored_trials_to_their_budget(
         tmp_path, two_node_cluster, cli, one_truth):
     """--max-failures 0: the trials on a node that dies end in error; running the search again
     resumes them from their checkpoints to the full budget, and Ray, MLflow and Optuna agree."""
-    # Enough epochs that a fast machine (0.4 s per smoke epoch) cannot finish a trial between
-    # its first recorded epoch and the kill; at 8 a CI machine once did, and nothing was lost.
+    # Enough epochs that a fast machine (0.1 s per smoke epoch) cannot finish a trial between
+    # its first recorded epoch and the kill.
     epochs = 20
     args = ["run", "paper-table2", "--scale", "smoke", "--trials", 2, "--concurrency", 2,
             "--epochs", epochs, "--scheduler", "none", "--max-failures", 0, "--name", "lost",
