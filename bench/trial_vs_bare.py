@@ -3,14 +3,16 @@
     .venv/bin/python -m bench.trial_vs_bare            # 10 epochs each (about 5 min, 1 thread)
     .venv/bin/python -m bench.trial_vs_bare --quick    # 2 epochs each (about 1.5 min)
     .venv/bin/python -m bench.trial_vs_bare --profile  # also the top of the trial's profile
+    .venv/bin/python -m bench.trial_vs_bare --validate-every 1  # validating every epoch
 
 The trial goes through the real trial code (`search.trial.run_trial`: trial directory,
-checkpoint per epoch, validation per epoch, propagation, test at the end, plots). The bare loop
-is written below in about 60 lines: the same network (seeded the same way), the same data
-tensors, batch size, learning-rate schedule, augmentation (the same random draws from the same
-generator, so the same batches: `tests/bench` checks both lose the same at every step) and
-thread count. It validates after every epoch and tests at the end, each pass timed apart, so
-one run gives both comparisons:
+checkpoint per epoch, validation and propagation where a default search validates: ASHA's
+rungs and the last epoch, test at the end, plots). The bare loop is written below in about 60
+lines: the same network (seeded the same way), the same data tensors, batch size,
+learning-rate schedule, augmentation (the same random draws from the same generator, so the
+same batches: `tests/bench` checks both lose the same at every step) and thread count. It
+validates at the same epochs and tests at the end, each pass timed apart, so one run gives
+both comparisons:
 
     trial_vs_bare.ratio                  trial / (bare training + test): a plain script
     trial_vs_bare.ratio_validating_bare  trial / (bare training + validation + test): what is
@@ -40,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from residual import NetSpec, build_network
+from search.config import SearchConfig, scheduler_rungs
 from search.trial import RunOptions, Splits, load_trial_data, run_trial
 from search.trial import loop as trial_loop
 from search.trial.directory import TrialDir
@@ -62,10 +65,22 @@ def make_plan(scale: str = "small", epochs: int | None = None, seed: int = 0,
 # ------------------------------------------------------------------------------- bare loop
 
 
+def search_options(epochs: int, threads: int = 1,
+                   validate_every: int | None = None) -> RunOptions:
+    """The options a default search runs a trial with on the CPU: validation at ASHA's rungs
+    and the last epoch (`SearchConfig.validate_every`, default 0), or every
+    `validate_every` epochs besides."""
+    config = SearchConfig(validate_every=validate_every or 0)
+    return RunOptions(device="cpu", threads=threads, validate_every=config.validate_every,
+                      validate_at=frozenset(scheduler_rungs(config, epochs)))
+
+
 def bare_epochs(plan: TrialPlan, data: Splits, threads: int = 1,
-                losses: list[torch.Tensor] | None = None) -> Iterator[dict[str, Any]]:
-    """Train `plan` on `data` the plain way: yields after each epoch (trained, then validated)
-    and once more after the test, with the figures so far. Per-step losses go to `losses`."""
+                losses: list[torch.Tensor] | None = None,
+                options: RunOptions | None = None) -> Iterator[dict[str, Any]]:
+    """Train `plan` on `data` the plain way: yields after each epoch (trained, then validated
+    at the epochs `options` validates, every epoch without) and once more after the test, with
+    the figures so far. Per-step losses go to `losses`."""
     torch.set_num_threads(threads)
     recipe, seed = plan.recipe, plan.seed
     random.seed(seed)
@@ -101,7 +116,8 @@ def bare_epochs(plan: TrialPlan, data: Splits, threads: int = 1,
     out = {"train_seconds": 0.0, "train_cpu_seconds": 0.0, "validation_seconds": 0.0,
            "validation_cpu_seconds": 0.0, "test_seconds": 0.0, "train_loss": [],
            "val_error": []}
-    for epoch in range(recipe.budget_epochs(n)):
+    epochs = recipe.budget_epochs(n)
+    for epoch in range(epochs):
         torch.set_num_threads(threads)
         started, cpu = time.perf_counter(), time.thread_time()
         model.train()
@@ -128,10 +144,11 @@ def bare_epochs(plan: TrialPlan, data: Splits, threads: int = 1,
         out["train_loss"].append(loss_sum.item() / seen)
         out["train_seconds"] += time.perf_counter() - started
         out["train_cpu_seconds"] += time.thread_time() - cpu
-        started, cpu = time.perf_counter(), time.thread_time()
-        out["val_error"].append(error(data.val_x, data.val_y))
-        out["validation_seconds"] += time.perf_counter() - started
-        out["validation_cpu_seconds"] += time.thread_time() - cpu
+        if options is None or options.validates(epoch + 1, epoch + 1 == epochs):
+            started, cpu = time.perf_counter(), time.thread_time()
+            out["val_error"].append(error(data.val_x, data.val_y))
+            out["validation_seconds"] += time.perf_counter() - started
+            out["validation_cpu_seconds"] += time.thread_time() - cpu
         yield out
     started = time.perf_counter()
     out["test_error"] = error(data.test_x, data.test_y)
@@ -144,8 +161,9 @@ class BareLoop:
     whatever runs between pieces: the global random states are its own."""
 
     def __init__(self, plan: TrialPlan, data: Splits, threads: int = 1,
-                 losses: list[torch.Tensor] | None = None) -> None:
-        self._pieces = bare_epochs(plan, data, threads, losses)
+                 losses: list[torch.Tensor] | None = None,
+                 options: RunOptions | None = None) -> None:
+        self._pieces = bare_epochs(plan, data, threads, losses, options)
         self._rng: tuple | None = None
         self.stats: dict[str, Any] = {}
         self.seconds = self.cpu_seconds = 0.0
@@ -187,9 +205,10 @@ def _set_rng_states(states: tuple) -> None:
 
 
 def bare_loop(plan: TrialPlan, data: Splits, threads: int = 1,
-              losses: list[torch.Tensor] | None = None) -> dict[str, Any]:
+              losses: list[torch.Tensor] | None = None,
+              options: RunOptions | None = None) -> dict[str, Any]:
     """The whole bare run at once: its figures, wall and CPU seconds."""
-    return BareLoop(plan, data, threads, losses).finish()
+    return BareLoop(plan, data, threads, losses, options).finish()
 
 
 # ------------------------------------------------------------------------------ the trial
@@ -225,8 +244,10 @@ def _split_key(setup, split: str = "?", *args, **kwargs) -> str:
 
 def platform_trial(plan: TrialPlan, data: Splits, threads: int = 1, out_dir: str | None = None,
                    losses: list[torch.Tensor] | None = None,
-                   report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run the real trial; its wall and CPU time, metrics and where the time went."""
+                   report: Callable[[dict[str, Any]], None] | None = None,
+                   options: RunOptions | None = None) -> dict[str, Any]:
+    """Run the real trial (with `options`, by default as a default search runs it); its wall
+    and CPU time, metrics and where the time went."""
     with contextlib.ExitStack() as stack:
         out = out_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         timers = stack.enter_context(Timers())
@@ -239,27 +260,30 @@ def platform_trial(plan: TrialPlan, data: Splits, threads: int = 1, out_dir: str
         if losses is not None:
             stack.enter_context(trial_losses(losses))
         started, cpu = time.perf_counter(), time.thread_time()
-        result = run_trial(plan, data, out, report, RunOptions(device="cpu", threads=threads))
+        options = options or search_options(plan.recipe.budget_epochs(len(data.train_y)),
+                                            threads)
+        result = run_trial(plan, data, out, report, options)
         seconds, cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "result": result,
             "parts": dict(timers.seconds), "cpu_parts": dict(timers.cpu_seconds),
             "calls": dict(timers.calls)}
 
 
-def interleaved(plan: TrialPlan, data: Splits,
-                threads: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
+def interleaved(plan: TrialPlan, data: Splits, threads: int = 1,
+                options: RunOptions | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The trial and the bare loop epoch by epoch: after each of the trial's epochs (in its
-    report callback, where a search reports to Ray) the bare loop runs the same epoch. Both
-    see the same load from whatever else runs on the machine; the trial's time is its wall
-    time less the bare loop's pieces."""
-    bare = BareLoop(plan, data, threads)
+    report callback, where a search reports to Ray) the bare loop runs the same epoch,
+    validating at the same epochs. Both see the same load from whatever else runs on the
+    machine; the trial's time is its wall time less the bare loop's pieces."""
+    options = options or search_options(plan.recipe.budget_epochs(len(data.train_y)), threads)
+    bare = BareLoop(plan, data, threads, options=options)
 
     def report(metrics: dict[str, Any]) -> None:
         bare.step()
         if metrics.get("outcome", "running") != "running":
             bare.finish()
 
-    trial = platform_trial(plan, data, threads, report=report)
+    trial = platform_trial(plan, data, threads, report=report, options=options)
     bare_stats = bare.finish()
     trial["seconds"] -= bare.seconds
     trial["cpu_seconds"] -= bare.cpu_seconds
@@ -366,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1, help="bare/trial pairs")
+    parser.add_argument("--validate-every", type=int, default=0, metavar="N",
+                        help="the trial's --validate-every (default 0, a search's: validation "
+                        "at ASHA's rungs and the last epoch; 1: every epoch)")
     parser.add_argument("--sequential", action="store_true",
                         help="the whole bare loop, then the whole trial (default: epoch by "
                         "epoch, alternating, so both see the same load)")
@@ -380,16 +407,21 @@ def main(argv: list[str] | None = None) -> int:
     note(f"{plan.net.name} on {data.describe()}; {plan.recipe.epochs} epochs, batch "
          f"{plan.recipe.batch_size}, {args.threads} thread(s)")
     warm_up(plan, data, args.threads)
+    budget = plan.recipe.budget_epochs(len(data.train_y))
+    options = search_options(budget, args.threads, args.validate_every)
+    validated = [e for e in range(1, budget + 1) if options.validates(e, e == budget)]
+    note(f"validation (and the trial's propagation) after epochs {validated}, both sides")
+    figure("trial_vs_bare.validations", len(validated), "passes")
 
     ratios, validating, cpu_ratios = [], [], []
     for repeat in range(args.repeats):
         if args.sequential:
-            bare = bare_loop(plan, data, args.threads)
-            trial = platform_trial(plan, data, args.threads)
+            bare = bare_loop(plan, data, args.threads, options=options)
+            trial = platform_trial(plan, data, args.threads, options=options)
         else:
-            trial, bare = interleaved(plan, data, args.threads)
-        # The plain script trains and tests; the validating one also validates every epoch,
-        # as the trial must (its objective): the same run, its validation passes timed apart.
+            trial, bare = interleaved(plan, data, args.threads, options)
+        # The plain script trains and tests; the validating one also validates at the epochs
+        # the trial does (its objective): the same run, its validation passes timed apart.
         plain = bare["seconds"] - bare["validation_seconds"]
         ratios.append(trial["seconds"] / plain)
         validating.append(trial["seconds"] / bare["seconds"])
@@ -414,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         figure(f"trial_vs_bare.train_loss_max_difference{suffix}", max(same))
     figure("trial_vs_bare.ratio", float(np.median(ratios)), "x (trial wall / bare wall)")
     figure("trial_vs_bare.ratio_validating_bare", float(np.median(validating)),
-           "x (trial wall / wall of a bare loop that also validates every epoch)")
+           "x (trial wall / wall of a bare loop that also validates where the trial does)")
     figure("trial_vs_bare.cpu_ratio", float(np.median(cpu_ratios)),
            "x (the same with the thread's CPU time)")
     if args.profile:

@@ -1,16 +1,17 @@
-"""What the residual unit's multiply by a gain of exactly 1.0 costs a training step.
+"""What the residual unit saves by not multiplying F(x) by a gain of exactly 1.0.
 
     .venv/bin/python -m bench.unit_gain            # 8 rounds of 15 steps each way
     .venv/bin/python -m bench.unit_gain --quick    # 3 rounds
 
-`ResidualUnit.terms` returns `gain * F(x)`; for every shortcut but constant scaling and
-exclusive gating the gain is the Python float 1.0, so the product is F(x) itself, computed
-(and differentiated) by one more kernel per unit. The script trains the benchmark's network
-(ResNet-56, width 8, 16x16, batch 128, one thread) with the multiply as it is and with it
-skipped (the shortcut's 1.0 replaced, in this process only, by an object whose product is its
-operand), alternating rounds, and checks that both give the same losses bit for bit:
+`ResidualUnit.terms` returns `gain * F(x)`, and F(x) itself when the gain is the Python float
+1.0 (every shortcut but constant scaling and exclusive gating): the product would be F(x),
+computed and differentiated by one more kernel per unit. The script trains the benchmark's
+network (ResNet-56, width 8, 16x16, batch 128, one thread) as the unit is and with the
+multiply forced back (the shortcut's 1.0 replaced, in this process only, by a 0-dim tensor of
+1.0), alternating rounds, and checks that both give the same losses bit for bit:
 
-    unit_gain.with_ms / without_ms    median milliseconds of the thread's CPU per step
+    unit_gain.with_ms / without_ms    median milliseconds of the thread's CPU per step, with
+                                      the multiply forced / as the unit is
     unit_gain.saving                  1 - without / with
 """
 
@@ -31,19 +32,10 @@ from .common import figure, header, note
 from .trial_vs_bare import make_plan
 
 
-class _One:
-    """A gain of exactly one: its product is the other operand, with no kernel."""
-
-    def __mul__(self, other):
-        return other
-
-    __rmul__ = __mul__
-
-
 @contextlib.contextmanager
-def unit_gain_skipped(model: torch.nn.Module) -> Iterator[int]:
-    """Every unit's shortcut that returns a gain of 1.0 returns `_One()` instead; yields how
-    many units that is."""
+def unit_gain_forced(model: torch.nn.Module) -> Iterator[int]:
+    """Every unit's shortcut that returns a gain of 1.0 returns it as a 0-dim tensor instead,
+    which the unit multiplies; yields how many shortcuts are patched."""
     patched = []
     for module in model.modules():
         shortcut = getattr(module, "shortcut", None)
@@ -53,7 +45,7 @@ def unit_gain_skipped(model: torch.nn.Module) -> Iterator[int]:
 
         def forward(*args, _original=original, **kwargs):
             h, gain = _original(*args, **kwargs)
-            return h, (_One() if isinstance(gain, float) and gain == 1.0 else gain)
+            return h, (torch.ones(()) if isinstance(gain, float) and gain == 1.0 else gain)
 
         shortcut.forward = forward
         patched.append(shortcut)
@@ -78,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     images = torch.randn(128, 3, 16, 16, generator=g)
     labels = torch.randint(0, 10, (128,), generator=g)
 
-    def losses(skip: bool, steps: int) -> list[torch.Tensor]:
+    def losses(force: bool, steps: int) -> list[torch.Tensor]:
         torch.manual_seed(0)
         model = build_network(net)
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         out = []
-        with unit_gain_skipped(model) if skip else contextlib.nullcontext():
+        with unit_gain_forced(model) if force else contextlib.nullcontext():
             for _ in range(steps):
                 loss = F.cross_entropy(model(images), labels)
                 opt.zero_grad(set_to_none=True)
@@ -96,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model = build_network(net)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    with unit_gain_skipped(model) as units:
+    with unit_gain_forced(model) as units:
         pass
     note(f"{net.name}: {units} units, batch 128, one thread")
 
-    def round_ms(skip: bool) -> float:
-        with unit_gain_skipped(model) if skip else contextlib.nullcontext():
+    def round_ms(force: bool) -> float:
+        with unit_gain_forced(model) if force else contextlib.nullcontext():
             started = time.thread_time()
             for _ in range(args.steps):
                 loss = F.cross_entropy(model(images), labels)
@@ -114,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if args.quick else 8)
     with_gain, without = [], []
     for _ in range(rounds):
-        with_gain.append(round_ms(False))
-        without.append(round_ms(True))
+        with_gain.append(round_ms(True))
+        without.append(round_ms(False))
     a, b = statistics.median(with_gain), statistics.median(without)
     figure("unit_gain.with_ms", a, "ms per step (thread CPU)")
     figure("unit_gain.without_ms", b, "ms per step (thread CPU)")

@@ -132,6 +132,11 @@ class ResidualUnit(nn.Module):
         branch = self.residual(activated)
         with torch.autocast(x.device.type, enabled=False):
             h, gain = self.shortcut(self.shortcut_input(x, activated).float(), x.float())
+            if isinstance(gain, float) and gain == 1.0:
+                # Every shortcut but constant scaling and exclusive gating: 1.0 * F is F bit
+                # for bit, and the multiply with its backward cost 1.7-3% of a training step
+                # (bench.unit_gain, BENCHMARKS.md).
+                return UnitTerms(h, branch.float())
             return UnitTerms(h, gain * branch.float())
 
     def shortcut_input(self, x: Tensor, activated: Tensor) -> Tensor:

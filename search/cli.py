@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "results/train/<space>/<network>-seed<N>)")
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     train.add_argument("--threads", type=_positive, help="torch CPU threads")
+    train.add_argument("--validate-every", type=_non_negative, metavar="N", help="validate "
+                       "every N epochs (default 1; 0: only after the last)")
     train.add_argument("--fresh", action="store_true", help="start over: remove the trial's "
                        "files from --out first (a finished or corrupted trial)")
     _add_run_option_flags(train)
@@ -141,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reduction-factor", type=_positive, help="ASHA reduction factor "
                      "(default 2)")
     run.add_argument("--epochs", type=_positive, help="epoch budget (default: the scale's)")
+    run.add_argument("--validate-every", type=_non_negative, metavar="N", help="also validate "
+                     "every N epochs, for learning curves (default 0: only where the objective "
+                     "is read, at ASHA's rungs and a trial's last epoch; 1: every epoch, which "
+                     "the report's replay over other grace periods needs)")
     run.add_argument("--concurrency", type=_positive, help="trials at once, running or waiting "
                      "for resources (default: a local Ray, as many as this machine's CPUs/GPUs "
                      "hold; a cluster, every trial of the search, so the waiting ones are "
@@ -216,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAIN_CONFIG_KEYS = {"space", "params", "scale", "dataset", "data_dir", "cache_dir", "epochs",
-                     "seed", "out", "device", "threads", "bf16", "stop_at_chance"}
+                     "seed", "out", "device", "threads", "bf16", "stop_at_chance",
+                     "validate_every"}
 
 
 def _read_config(path: str, allowed: set[str]) -> dict[str, Any]:
@@ -275,9 +282,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if values.get("epochs") is not None:
         params["epochs"] = values["epochs"]
     plan = space.plan(params, scale, seed=int(values.get("seed", 0)))
-    options = RunOptions(device=values.get("device", "auto"), threads=values.get("threads"),
-                         bf16=bool(values.get("bf16", False)),
-                         stop_at_chance=values.get("stop_at_chance"))
+    try:  # a config file's values reach here unchecked by the flags' parsers
+        options = RunOptions(device=values.get("device", "auto"), threads=values.get("threads"),
+                             bf16=bool(values.get("bf16", False)),
+                             stop_at_chance=values.get("stop_at_chance"),
+                             validate_every=values.get("validate_every", 1))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     _check_device(options)
     if values.get("cache_dir"):
         check_writable(values["cache_dir"], "--cache-dir")
@@ -295,9 +306,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{'resuming' if resuming else 'writing'} {out}", flush=True)
 
     def progress(m: dict[str, Any]) -> None:
-        errors = ("diverged" if m["outcome"] == "diverged" else
-                  f"val {100 * m['val_error']:5.1f}%" + (f" test {100 * m['test_error']:5.1f}%"
-                                                         if "test_error" in m else ""))
+        errors = "diverged" if m["outcome"] == "diverged" else " ".join(
+            f"{split} {100 * m[f'{split}_error']:5.1f}%" for split in ("val", "test")
+            if f"{split}_error" in m)
         print(f"epoch {m['epoch']:3d}/{epochs} loss {m['train_loss']:.4f} "
               f"train {100 * m['train_error']:5.1f}% {errors} lr {m['lr']:.4g} "
               f"{m['epoch_seconds']:.1f}s+{m.get('eval_seconds', 0):.1f}s "
@@ -307,7 +318,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = result.metrics
     why = f" ({result.reason})" if result.reason else ""
     test = final.get("test_error", math.nan)
-    print(f"outcome {result.outcome}{why}: val error {100 * final['val_error']:.2f}%, "
+    print(f"outcome {result.outcome}{why}: val error "
+          f"{100 * final.get('val_error', math.nan):.2f}%, "
           f"test error {100 * test:.2f}% after {result.epochs} epochs")
     print(f"metrics, checkpoint and plots in {out}")
     return 0

@@ -22,7 +22,7 @@ import ray
 
 from spaces import SearchSpace, get_scale, load_space
 
-from .config import SearchConfig, SearchConfigError, Settings, grace_period
+from .config import SearchConfig, SearchConfigError, Settings, grace_period, scheduler_rungs
 from .journal import PARENT, Journal
 from .layout import SearchPaths, check_writable
 from .ranking import fail_threshold, interval95, label_failures, rank, read, save
@@ -208,6 +208,8 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                           "data_dir": settings.data_dir, "cache_dir": settings.cache_dir,
                           "device": config.device, "bf16": config.bf16,
                           "stop_at_chance": config.stop_at_chance,
+                          "validate_every": config.validate_every,
+                          "validate_at": list(scheduler_rungs(config, settings.epochs)),
                           "threads": max(1, int(config.cpus_per_trial)),
                           "space_source": space.source, "scale": config.scale},
             data_shape={"num_classes": settings.num_classes,

@@ -402,8 +402,10 @@ class SpaceSearcher(Searcher):
             ended = []
             for seed, outcome in sorted(outcomes.get(frozen.number, {}).items()):
                 history = read_metrics(work_root / f"{frozen.number:04d}-s{seed}")
+                # The last objective measured (a trial validates at some epochs only).
                 ended.append({"outcome": outcome,
-                              "value": history[-1].get(OBJECTIVE) if history else None})
+                              "value": next((m[OBJECTIVE] for m in reversed(history)
+                                             if OBJECTIVE in m), None)})
             self._tell(frozen.number, ended)
             told.append(frozen.number)
         return told

@@ -54,7 +54,9 @@ def trial_function(config: dict[str, Any], data: StagedData | None = None) -> No
     work = Path(config["work_root"]) / config["run_key"]
     options = RunOptions(device=trial_device(config.get("device", "auto")),
                          threads=config.get("threads"), bf16=config.get("bf16", False),
-                         stop_at_chance=config.get("stop_at_chance"))
+                         stop_at_chance=config.get("stop_at_chance"),
+                         validate_every=config.get("validate_every", 1),
+                         validate_at=frozenset(config.get("validate_at", ())))
     _take_newer_checkpoint(tune.get_checkpoint(), work)
     if data is not None and data.regime == data_regime(plan.recipe, config["dataset"]):
         splits = data.splits

@@ -184,6 +184,10 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     (`tune.with_parameters`), on any node: no worker needs the driver's data path. A restored
     Tuner gets the same wrapping (Tuner.restore needs the trainable again). `retrain`: the
     final retraining's runs, each trained once, to its end, in an experiment of its own."""
+    # A trial reports `objective` only at the epochs it validates (`SearchConfig.validate_every`:
+    # ASHA's rungs and the end at least). ASHA and the searcher skip a result without it; Tune's
+    # check that every result has it would fail the search instead.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(trial_function, data=data), resources)
     name = settings.name + ("-final" if retrain else "")

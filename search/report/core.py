@@ -17,7 +17,16 @@ from .load import SearchRecord, load_search
 from .paper import TauResult, column_taus, table1, table2, table3, table3_tau, table_tau
 from .plots import axis_plot, curve_plot, error_plot, importance_plot, propagation_plot
 from .render import Document, Section, to_html, to_markdown
-from .replay import ReplayResult, curves_from_record, grace_table, replay_asha, screen
+from .replay import (
+    ReplayResult,
+    curves_from_record,
+    grace_table,
+    measured_epochs,
+    replay_asha,
+    replayable,
+    rungs,
+    screen,
+)
 from .trend import depth_trend, loss_plot, trend_lines, trend_plot
 from .verdict import (
     PLACEMENT_NAMES,
@@ -229,8 +238,9 @@ def report(name: str, results_dir: str | Path = "results",
     curves_all = _median_curves(record)
     full_curves = curves_from_record(record)
     default_replay = None
-    if len(full_curves) >= 2 and record.budget > 1:
-        grace, factor, which = replayed_scheduler(record)
+    grace, factor, which = replayed_scheduler(record)
+    unvalidated = not replayable(full_curves, grace, factor, record.budget)
+    if len(full_curves) >= 2 and record.budget > 1 and not unvalidated:
         default_replay = replay_asha(full_curves, grace, factor, record.budget)
     found = Section("What the search found")
     if curves_all:
@@ -282,9 +292,16 @@ def report(name: str, results_dir: str | Path = "results",
         sound.table(_fmt(grace_rows, {"ASHA epochs %": 0, "sync SH epochs %": 0}),
                     f"Replay over grace periods (reduction factor {factor}): configurations "
                     "stopped, whether the winner survives, and the share of the full budget "
-                    "trained. Configurations start in the search's order, all at once.")
+                    "trained. Configurations start in the search's order, all at once. "
+                    "Only grace periods whose rungs the search validated (every one with "
+                    "`--validate-every 1`).")
     elif record.budget <= 1:
         sound.text("A one-epoch budget: no early stopping to replay.")
+    elif unvalidated and full_curves:
+        sound.text(f"No replay of {which}: the search validated its trials at epochs "
+                   f"{', '.join(map(str, sorted(measured_epochs(full_curves))))} only, not at "
+                   f"its rungs ({', '.join(map(str, rungs(grace, factor, record.budget)))}); "
+                   "run a search with `--validate-every 1` for full learning curves.")
     else:
         sound.text("Fewer than two configurations trained the whole budget: no replay.")
     rules, features = screen(propagation)

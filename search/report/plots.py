@@ -74,12 +74,15 @@ def curve_plot(curves: dict[str, list[float]], path: Path,
     fig = Figure(figsize=(10, 5))
     ax = fig.add_subplot()
     for i, (name, curve) in enumerate(curves.items()):
-        epochs = np.arange(1, len(curve) + 1)
         values = 100 * np.asarray(curve, dtype=float)
+        epochs = np.arange(1, len(values) + 1)
+        # The validated epochs only (`--validate-every`), joined; a dot on each when sparse.
+        measured = np.isfinite(values)
         bold = name == highlight
         colour = COLOURS[i % len(COLOURS)]
         style = "-" if i < len(COLOURS) else "--"
-        ax.plot(epochs, values, style, color=colour, linewidth=2.6 if bold else 1.2,
+        ax.plot(epochs[measured], values[measured], style, color=colour,
+                linewidth=2.6 if bold else 1.2, marker=None if measured.all() else ".",
                 label=name + (" (winner)" if bold else ""), alpha=1 if bold else 0.85)
         stop = replay.asynchronous.get(name) if replay else None
         if stop is not None and stop <= len(values):

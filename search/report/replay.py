@@ -24,20 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from search.config import rungs
+
 from .load import SearchRecord
-
-
-def rungs(grace_period: int, reduction_factor: float, max_t: int) -> tuple[int, ...]:
-    """The epochs at which successive halving decides: grace * rf^k < max_t, ascending."""
-    if grace_period < 1 or reduction_factor <= 1:
-        raise ValueError(f"grace_period={grace_period} and reduction_factor="
-                         f"{reduction_factor} are invalid; allowed: grace_period >= 1, "
-                         "reduction_factor > 1")
-    out, milestone = [], float(grace_period)
-    while milestone < max_t:
-        out.append(int(round(milestone)))
-        milestone *= reduction_factor
-    return tuple(sorted(set(out)))
 
 
 @dataclass(frozen=True)
@@ -160,22 +149,38 @@ def curves_from_record(record: SearchRecord) -> dict[str, list[float]]:
                 if r.outcome != "error" and len(r.curve) >= record.budget]
         if full:
             order = int(config.row.get("optuna_trial", config.rank))
-            out[config.label] = (order, list(np.nanmean(np.asarray(full, float), axis=0)))
+            # NaN at the epochs the search did not validate (`--validate-every`).
+            out[config.label] = (order, list(pd.DataFrame(full, dtype=float).mean(axis=0)))
     return {k: v for k, (_, v) in sorted(out.items(), key=lambda item: item[1][0])}
+
+
+def measured_epochs(curves: dict[str, list[float]]) -> set[int]:
+    """The epochs at which some configuration's error was measured: a search validates every
+    trial at the same epochs (ASHA's rungs, the last, every `validate_every`)."""
+    return {epoch for curve in curves.values()
+            for epoch, value in enumerate(curve, start=1) if math.isfinite(_value(value))}
+
+
+def replayable(curves: dict[str, list[float]], grace_period: int, reduction_factor: float,
+               max_t: int) -> bool:
+    """Whether every rung of that scheduler falls on a measured epoch (an unmeasured one would
+    rank every configuration worst there)."""
+    return set(rungs(grace_period, reduction_factor, max_t)) <= measured_epochs(curves)
 
 
 def grace_table(curves: dict[str, list[float]], reduction_factor: float = 2,
                 max_t: int | None = None, graces: list[int] | None = None,
                 concurrency: int | None = None) -> pd.DataFrame:
-    """One row per grace period: rungs, configurations each scheduler stops, whether it
-    keeps the winner, and the share of the full budget it trains."""
+    """One row per grace period whose rungs were all measured: rungs, configurations each
+    scheduler stops, whether it keeps the winner, and the share of the full budget it
+    trains."""
     if max_t is None:
         max_t = min((len(c) for c in curves.values()), default=0)
     graces = graces or list(range(1, max_t))
     rows = []
     total = max(1, len(curves) * max_t)
     for grace in graces:
-        if grace >= max_t:
+        if grace >= max_t or not replayable(curves, grace, reduction_factor, max_t):
             continue
         r = replay_asha(curves, grace, reduction_factor, max_t, concurrency)
         rows.append({"grace period": grace, "rungs": ", ".join(map(str, r.rungs)),

@@ -2,7 +2,7 @@
 
     plan.json         the network that trained (with the data's channels and classes) and recipe
     metrics.jsonl     one line per epoch
-    propagation.json  the propagation profile at initialisation and after every epoch
+    propagation.json  the propagation profile at initialisation and after every validated epoch
     checkpoint.pt     model, optimizer, RNG states and epoch, replaced atomically each epoch
     result.json       outcome and last metrics, once the trial has ended
     *.png             learning curve and propagation plots (`plots.py`)

@@ -3,10 +3,10 @@
 The paper's recipe (PAPER.md Sec. 6) scaled to the plan's budget: SGD with momentum 0.9 and
 weight decay 1e-4, batch 128, lr 0.1 after 400 steps at 0.01, /10 at 50% and 75% of the budget
 (the paper's 32k and 48k of 64k iterations; cosine and one-cycle as options). `run_trial`
-reads as the recipe: build the network, then each epoch train, decide (has it diverged?),
-evaluate, measure propagation (Eq. 4, 5, 8), checkpoint, report. Every epoch's metrics go to a
-callback (Ray Tune's `tune.report` in a search, a progress line on the command line) and into
-the trial directory (`directory.py`).
+reads as the recipe: build the network, then each epoch train, decide (has it diverged? is it
+the last?), evaluate and measure propagation (Eq. 4, 5, 8) where `RunOptions.validates` says,
+checkpoint, report. Every epoch's metrics go to a callback (Ray Tune's `tune.report` in a
+search, a progress line on the command line) and into the trial directory (`directory.py`).
 
 Re-running with the same directory resumes from its checkpoint and, on CPU, ends with the same
 weights bit for bit as an uninterrupted run. A run whose loss turns non-finite ends normally
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from residual import NetSpec, build_network
 from residual.propagation import measure_propagation
+from residual.validation import check_int
 from spaces import Recipe, TrialPlan
 
 from .data import Batches, Splits
@@ -59,6 +60,22 @@ class RunOptions:
     stop_at_chance: int | None = None
     """Stop a trial whose training error is still at chance after this many epochs (it keeps
     its measured errors, outcome "stopped"); None, the default, trains every budget out."""
+    validate_every: int = 1
+    """Validate, and measure propagation, after every this many epochs (0: only where
+    `validates` must). The weights and training losses do not depend on it."""
+    validate_at: frozenset[int] = frozenset()
+    """Epochs at which a scheduler reads the objective (ASHA's rungs): validated whatever
+    `validate_every` says."""
+
+    def __post_init__(self) -> None:
+        check_int("", "validate_every", self.validate_every, 0)
+
+    def validates(self, epoch: int, last: bool) -> bool:
+        """Whether the trial measures its validation error and propagation after `epoch`:
+        always at its last epoch (`last`: the budget's end, or it stops) and at the epochs
+        something reads the objective."""
+        return (last or epoch in self.validate_at
+                or (self.validate_every > 0 and epoch % self.validate_every == 0))
 
     def resolve_device(self) -> torch.device:
         if self.device == "auto":
@@ -107,26 +124,29 @@ def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
     for epoch in range(start, setup.epochs):
         metrics = train_epoch(setup, recipe, epoch)
         if math.isfinite(metrics["train_loss"]):
-            started = time.perf_counter()
-            if len(data.val_y):  # a final retraining has no validation split
-                metrics.update(evaluate(setup, "val"))
-            metrics.update(measure(setup, propagation, epoch + 1))
             reason = at_chance(metrics, options.stop_at_chance, data.num_classes)
             outcome = "stopped" if reason else "ok"
-            if reason or epoch + 1 == setup.epochs:
-                # The test set is measured once, at the end: a search selects on validation
-                # error, and the test error of a half-trained network is read by no one.
-                metrics.update(evaluate(setup, "test"))
-            metrics["eval_seconds"] = time.perf_counter() - started
+            final = bool(reason) or epoch + 1 == setup.epochs
+            if options.validates(epoch + 1, final):
+                started = time.perf_counter()
+                if len(data.val_y):  # a final retraining has no validation split
+                    metrics.update(evaluate(setup, "val"))
+                metrics.update(measure(setup, propagation, epoch + 1))
+                if final:
+                    # The test set is measured once, at the end: a search selects on validation
+                    # error, and the test error of a half-trained network is read by no one.
+                    metrics.update(evaluate(setup, "test"))
+                metrics["eval_seconds"] = time.perf_counter() - started
+                # What a sampler and a scheduler learn from; absent where nothing was measured.
+                metrics["objective"] = metrics.get("val_error", math.nan)
         else:  # the weights are no longer numbers: keep the last error that was measured
-            metrics["val_error"] = history[-1].get("val_error", math.nan) if history else math.nan
-            outcome, reason = "diverged", f"non-finite training loss at epoch {epoch + 1}"
-        final = bool(reason) or epoch + 1 == setup.epochs
+            metrics["val_error"] = next((m["val_error"] for m in reversed(history)
+                                         if "val_error" in m), math.nan)
+            outcome, final = "diverged", True
+            reason = f"non-finite training loss at epoch {epoch + 1}"
+            # A penalty that never appears among the measured errors.
+            metrics["objective"] = PENALTY_ERROR
         metrics["outcome"] = outcome if final else "running"
-        # What a sampler learns from: the validation error, or for a diverged trial a penalty
-        # that never appears among the measured errors.
-        metrics["objective"] = (PENALTY_ERROR if outcome == "diverged"
-                                else metrics.get("val_error", math.nan))
         history.append(metrics)
         trial_dir.save_epoch(setup.model, setup.optimizer, setup.batch_order, setup.device,
                              metrics, propagation)
@@ -218,12 +238,13 @@ def at_chance(metrics: dict[str, Any], after: int | None, num_classes: int) -> s
 def evaluate(setup: _Setup, split: str) -> dict[str, float]:
     """The error on one split ("val" or "test") of the network in evaluation mode."""
     setup.model.eval()
-    wrong = total = 0
+    wrong = torch.zeros((), device=setup.device, dtype=torch.int64)  # one synchronisation
+    total = 0
     for images, labels in setup.evals[split]:
         with setup.autocast:
-            wrong += int((setup.model(images).argmax(1) != labels).sum())
+            wrong += (setup.model(images).argmax(1) != labels).sum()
         total += len(labels)
-    return {f"{split}_error": wrong / max(total, 1)}
+    return {f"{split}_error": int(wrong.item()) / max(total, 1)}
 
 
 def measure(setup: _Setup, propagation: dict[str, dict], epoch: int) -> dict[str, float]:

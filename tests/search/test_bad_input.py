@@ -29,6 +29,7 @@ RUN = [  # resnet-search run ...
     (["paper-table1", "--max-failures", "-1"], "-1 is invalid; allowed: an integer >= 0"),
     (["paper-table1", "--final-retrain", "-1"], "-1 is invalid; allowed: an integer >= 0"),
     (["paper-table1", "--stop-at-chance", "0"], "0 is invalid; allowed: an integer >= 1"),
+    (["paper-table1", "--validate-every", "-1"], "-1 is invalid; allowed: an integer >= 0"),
     (["paper-table1", "--seed", str(2**64)], f"{2**64} is invalid; allowed: an integer in "
                                              "[0, 2**63)"),
     (["paper-table1", "--cpus-per-trial", "-1"], "-1 is invalid; allowed: a number > 0"),
@@ -79,6 +80,7 @@ TRAIN = [  # resnet-search train ...
     (["--config", "list.yaml"], "must hold a mapping"),
     (["--config", "broken.yaml"], "cannot be parsed"),
     (["--config", "absent.json"], "'absent.json' does not exist"),
+    (["--config", "validate.json"], "validate_every=-1 is invalid; allowed: an integer >= 0"),
     ([], "a space is required"),
 ]
 OTHER = [
@@ -99,6 +101,7 @@ def workdir(tmp_path, monkeypatch, free_port):
     (tmp_path / "a-file").write_text("not a directory")
     (tmp_path / "empty").mkdir()
     (tmp_path / "unknown-key.json").write_text('{"space": "paper-table1", "learning_rate": 1}')
+    (tmp_path / "validate.json").write_text('{"space": "paper-table1", "validate_every": -1}')
     (tmp_path / "list.yaml").write_text("- paper-table1\n")
     (tmp_path / "broken.yaml").write_text("space: [unclosed\n")
     (tmp_path / "plain.py").write_text(
@@ -160,6 +163,7 @@ def test_ui_on_a_busy_port_or_an_unknown_host_is_one_line(workdir, capsys):
     ({"experiment": "  "}, "experiment='  ' is invalid"),
     ({"optuna_storage": "optuna.db"}, "optuna_storage='optuna.db' is invalid"),
     ({"sampler": "bayes"}, "sampler='bayes' is invalid"),
+    ({"validate_every": -1}, "validate_every=-1 is invalid; allowed: an integer >= 0"),
 ])
 def test_bad_python_api_values_raise_one_line(kwargs, expected):
     with pytest.raises(SearchConfigError) as raised:

@@ -4,12 +4,14 @@ import math
 from dataclasses import replace
 
 import pytest
+from mlflow import MlflowClient
 from optuna.trial import TrialState
 from ray.tune import ExperimentAnalysis
 from scipy import stats
 
 from search import SearchConfig, run
 from search.ranking import read
+from search.trial import read_metrics
 
 EPOCHS = 3
 
@@ -107,6 +109,16 @@ def test_asha_stops_hopeless_trials_and_records_them_as_stopped(tmp_path, mlflow
         assert tags[number].info.status == "FINISHED"  # stopped, not failed
     analysis = ExperimentAnalysis(str(tmp_path / "results" / "ray" / "asha"))
     assert all(t.status == "TERMINATED" for t in analysis.trials)
+    # Validated where the objective is read (default --validate-every 0): ASHA's rungs 1 and 2
+    # and the last epoch, not epoch 3; MLflow's curve has the same points, the training loss
+    # every epoch.
+    metrics = read_metrics(result.directory / "trials" / "0000-s0")
+    assert [m["epoch"] for m in metrics if "objective" in m] == [1, 2, 4]
+    assert [m["epoch"] for m in metrics if "val_error" in m] == [1, 2, 4]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    run_id = tags[0].info.run_id
+    assert [p.step for p in client.get_metric_history(run_id, "val/objective")] == [1, 2, 4]
+    assert [p.step for p in client.get_metric_history(run_id, "train/loss")] == [1, 2, 3, 4]
 
     # Like with like: every full-budget configuration above every stopped one, epochs shown.
     ranking = result.ranking

@@ -33,7 +33,9 @@ def test_search_tracks_to_an_mlflow_server(tmp_path, mlflow_server, cli):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == 4 and len(children) == 3
     for run_ in children:
-        assert len(client.get_metric_history(run_.info.run_id, "val/error")) == 3
+        assert len(client.get_metric_history(run_.info.run_id, "train/loss")) == 3
+        # No scheduler, default --validate-every 0: validated after the last epoch only.
+        assert [m.step for m in client.get_metric_history(run_.info.run_id, "val/error")] == [3]
         artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
         assert {"learning_curve.png", "propagation.png", "final_metrics.json"} <= artifacts
     assert not (tmp_path / "results" / "mlflow.db").exists()  # the server holds the runs

@@ -172,3 +172,25 @@ def test_the_compute_table_sums_every_runs_recorded_epochs(results):
     seconds = (records["epoch_seconds"] + records["eval_seconds"]).sum()
     assert compute["trial time s"] == round(seconds) > 0
     assert compute["trial time h"] == round(seconds / 3600, 2)
+
+
+def test_curves_validated_at_the_end_only_get_no_replay_and_say_why(results, tmp_path):
+    """The same search as one run with the default --validate-every 0 and no scheduler: the
+    validation error and objective at epoch 3 only. No grace period's rungs were measured, so
+    nothing is replayed (an unmeasured epoch would rank every configuration worst)."""
+    sparse = tmp_path / "results"
+    shutil.copytree(results / "searches" / NAME, sparse / "searches" / "sparse")
+    for path in (sparse / "searches" / "sparse" / "trials").glob("*/metrics.jsonl"):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        for m in lines[:-1]:
+            for key in ("val_error", "objective"):
+                m.pop(key)
+        path.write_text("".join(json.dumps(m) + "\n" for m in lines))
+
+    from search.report import report
+
+    r = report("sparse", sparse)
+    assert r.replay is None and "grace" not in r.tables
+    assert ("No replay of the default ASHA: the search validated its trials at epochs 3 only, "
+            "not at its rungs (1, 2)") in r.markdown.read_text()
+    assert "curves" in r.paths  # one point per configuration

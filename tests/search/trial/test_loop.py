@@ -62,13 +62,35 @@ def test_training_learns_and_reports_every_epoch(digits, tmp_path):
     assert [m["outcome"] for m in reports] == ["running"] * 3 + ["ok"]
     assert reports[-1]["train_loss"] < reports[0]["train_loss"]
     assert reports[-1]["val_error"] < 0.8  # chance is 0.9: it learned
-    # Validation every epoch (the search's objective), the test set once, at the end.
+    # Validation every epoch (RunOptions' default), the test set once, at the end.
     assert ["test_error" in m for m in reports] == [False] * 3 + [True]
     lines = (tmp_path / METRICS).read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
     profiles = load_propagation(tmp_path)
     assert sorted(profiles) == [0, 1, 2, 3, 4]  # at initialisation and after every epoch
     assert profiles[0].direct_path_share[-1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_sparse_validation_measures_where_it_is_read_and_trains_the_same(digits, tmp_path):
+    """validate_every=0 with a rung at epoch 2 (as a search with ASHA runs it): validation,
+    objective and propagation at epoch 2 and the last only; the same training bit for bit."""
+    plan = _plan({"shortcut": "identity", "activation": "full_preact"}, epochs=4)
+    dense = run_trial(plan, digits, tmp_path / "dense", None, CPU)
+    sparse_options = RunOptions(device="cpu", threads=1, validate_every=0,
+                                validate_at=frozenset({2}))
+    sparse = run_trial(plan, digits, tmp_path / "sparse", None, sparse_options)
+    assert [m["train_loss"] for m in sparse.history] == [m["train_loss"] for m in dense.history]
+    for key in ("val_error", "objective", "prop_direct_path_share_first_unit", "eval_seconds"):
+        assert [m["epoch"] for m in sparse.history if key in m] == [2, 4], key
+    assert [m["val_error"] for m in sparse.history if "val_error" in m] == \
+        [dense.history[1]["val_error"], dense.history[3]["val_error"]]
+    assert sparse.metrics["test_error"] == dense.metrics["test_error"]
+    assert sorted(load_propagation(tmp_path / "sparse")) == [0, 2, 4]
+    every_third = RunOptions(device="cpu", threads=1, validate_every=3)
+    assert [e for e in range(1, 8) if every_third.validates(e, e == 7)] == [3, 6, 7]
+    with pytest.raises(ValueError, match=r"validate_every=-1 is invalid; allowed: an integer "
+                       ">= 0"):
+        RunOptions(validate_every=-1)
 
 
 def test_checkpoint_loads_with_weights_only(digits, tmp_path):
