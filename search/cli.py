@@ -306,11 +306,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{'resuming' if resuming else 'writing'} {out}", flush=True)
 
     def progress(m: dict[str, Any]) -> None:
-        errors = "diverged" if m["outcome"] == "diverged" else " ".join(
-            f"{split} {100 * m[f'{split}_error']:5.1f}%" for split in ("val", "test")
-            if f"{split}_error" in m)
+        errors = [f"{split} {100 * m[f'{split}_error']:5.1f}%" for split in ("train", "val", "test")
+                  if f"{split}_error" in m]  # val and test where they were measured
+        if m["outcome"] == "diverged":
+            errors[1:] = ["diverged"]
         print(f"epoch {m['epoch']:3d}/{epochs} loss {m['train_loss']:.4f} "
-              f"train {100 * m['train_error']:5.1f}% {errors} lr {m['lr']:.4g} "
+              f"{' '.join(errors)} lr {m['lr']:.4g} "
               f"{m['epoch_seconds']:.1f}s+{m.get('eval_seconds', 0):.1f}s "
               f"{m['images_per_second']:.0f} img/s", flush=True)
 
