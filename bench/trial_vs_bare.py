@@ -65,12 +65,11 @@ def make_plan(scale: str = "small", epochs: int | None = None, seed: int = 0,
 # ------------------------------------------------------------------------------- bare loop
 
 
-def search_options(epochs: int, threads: int = 1,
-                   validate_every: int | None = None) -> RunOptions:
+def search_options(epochs: int, threads: int = 1, validate_every: int = 0) -> RunOptions:
     """The options a default search runs a trial with on the CPU: validation at ASHA's rungs
     and the last epoch (`SearchConfig.validate_every`, default 0), or every
     `validate_every` epochs besides."""
-    config = SearchConfig(validate_every=validate_every or 0)
+    config = SearchConfig(validate_every=validate_every)
     return RunOptions(device="cpu", threads=threads, validate_every=config.validate_every,
                       validate_at=frozenset(scheduler_rungs(config, epochs)))
 
@@ -259,9 +258,9 @@ def platform_trial(plan: TrialPlan, data: Splits, threads: int = 1, out_dir: str
             timers.wrap(TrialDir, attr, f"dir_{attr}")
         if losses is not None:
             stack.enter_context(trial_losses(losses))
-        started, cpu = time.perf_counter(), time.thread_time()
         options = options or search_options(plan.recipe.budget_epochs(len(data.train_y)),
                                             threads)
+        started, cpu = time.perf_counter(), time.thread_time()
         result = run_trial(plan, data, out, report, options)
         seconds, cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "result": result,
