@@ -327,18 +327,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _check_device(options) -> None:
-    import torch
+    from .trial import DeviceError, choose_device
 
-    if not DEVICE.fullmatch(options.device):
-        raise UsageError(f"--device {options.device!r} is invalid; allowed: auto | cpu | cuda | "
-                         "cuda:N")
     try:
-        device = options.resolve_device()
-    except RuntimeError as error:
-        raise UsageError(f"--device {options.device!r} is invalid: {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {options.device!r} is unavailable: no CUDA GPU here; "
-                         "allowed: auto | cpu")
+        choose_device(options.device, flag="--device")
+    except DeviceError as error:
+        raise UsageError(str(error)) from None
 
 
 def cmd_list_spaces(args: argparse.Namespace) -> int:

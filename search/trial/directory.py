@@ -28,29 +28,19 @@ from residual import NetSpec
 from residual.propagation import PropagationProfile
 from spaces import Recipe, TrialPlan
 
+from .contract import (
+    CHECKPOINT,
+    METRICS,
+    PLAN,
+    PROPAGATION,
+    RESULT,
+    TRIAL_FILES,
+    plan_to_dict,
+)
 from .result import TrialResult
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-PROPAGATION = "propagation.json"
-RESULT = "result.json"
-PLAN = "plan.json"
-LEARNING_CURVE = "learning_curve.png"
-PROPAGATION_PLOT = "propagation.png"
-
 
 class TrialDirError(ValueError):
     """The output directory holds another trial (or is unusable); the message says what to do."""
-
-
-def plan_to_dict(plan: TrialPlan) -> dict[str, Any]:
-    return {"net": plan.net.to_dict(), "recipe": plan.recipe.to_dict(), "seed": plan.seed,
-            "params": plan.params}
-
-
-def plan_from_dict(data: dict[str, Any]) -> TrialPlan:
-    return TrialPlan(NetSpec.from_dict(data["net"]), Recipe(**data["recipe"]), data["seed"],
-                     data.get("params", {}))
 
 
 class TrialDir:
@@ -64,8 +54,7 @@ class TrialDir:
 
     def clear(self) -> None:
         """Remove the trial's own files (`--fresh`), and nothing else a directory may hold."""
-        for name in (CHECKPOINT, METRICS, PROPAGATION, RESULT, PLAN, LEARNING_CURVE,
-                     PROPAGATION_PLOT):
+        for name in TRIAL_FILES:
             for path in (self.file(name), self.file(name + ".tmp")):
                 path.unlink(missing_ok=True)
 

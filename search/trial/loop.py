@@ -30,10 +30,11 @@ import torch.nn.functional as F
 
 from residual import NetSpec, build_network
 from residual.propagation import measure_propagation
-from residual.validation import check_int
 from spaces import Recipe, TrialPlan
 
+from .contract import RunOptions
 from .data import Batches, Splits
+from .device import choose_device
 from .directory import TrialDir
 from .plots import render_trial_plots
 from .result import PENALTY_ERROR, TrialResult
@@ -41,46 +42,6 @@ from .result import PENALTY_ERROR, TrialResult
 PROPAGATION_BATCH = 128
 
 Reporter = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a trial (not what to train): device and speed settings."""
-
-    device: str = "auto"
-    """auto = cuda when available, else cpu."""
-    bf16: bool = False
-    """bf16 autocast on CUDA (ignored on CPU). Opt-in: it changes the science (a gate's
-    1 - g at b_g = -6 is 0.99753 in fp32, 0.99609 in bf16); the shortcut arithmetic stays
-    fp32 under it (`residual.units`)."""
-    channels_last: bool = True
-    """channels_last memory format on CUDA (ignored on CPU)."""
-    threads: int | None = None
-    """torch CPU threads; a search sets it to the trial's CPU share."""
-    stop_at_chance: int | None = None
-    """Stop a trial whose training error is still at chance after this many epochs (it keeps
-    its measured errors, outcome "stopped"); None, the default, trains every budget out."""
-    validate_every: int = 1
-    """Validate, and measure propagation, after every this many epochs (0: only where
-    `validates` must). The weights and training losses do not depend on it."""
-    validate_at: frozenset[int] = frozenset()
-    """Epochs at which a scheduler reads the objective (ASHA's rungs): validated whatever
-    `validate_every` says."""
-
-    def __post_init__(self) -> None:
-        check_int("", "validate_every", self.validate_every, 0)
-
-    def validates(self, epoch: int, last: bool) -> bool:
-        """Whether the trial measures its validation error and propagation after `epoch`:
-        always at its last epoch (`last`: the budget's end, or it stops) and at the epochs
-        something reads the objective."""
-        return (last or epoch in self.validate_at
-                or (self.validate_every > 0 and epoch % self.validate_every == 0))
-
-    def resolve_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
 
 
 @dataclass
@@ -167,7 +128,7 @@ def build(plan: TrialPlan, data: Splits, options: RunOptions) -> _Setup:
     """The planned network, sized to the data, with its optimiser and batches on the device."""
     if options.threads:
         torch.set_num_threads(options.threads)
-    device = options.resolve_device()
+    device = torch.device(choose_device(options.device))
     cuda = device.type == "cuda"
     channels_last = cuda and options.channels_last
     recipe = plan.recipe
