@@ -17,7 +17,7 @@ from typing import Any
 
 from spaces import SCALES, SearchSpace, SpaceError, list_spaces, load_space
 
-from .config import DEVICE, SAMPLERS, SCHEDULERS, SearchConfigError
+from .config import SAMPLERS, SCHEDULERS, SearchConfigError
 from .layout import PathError, SearchPaths, check_writable
 
 EXIT_USAGE = 2

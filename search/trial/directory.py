@@ -26,7 +26,7 @@ import torch
 
 from residual import NetSpec
 from residual.propagation import PropagationProfile
-from spaces import Recipe, TrialPlan
+from spaces import TrialPlan
 
 from .contract import (
     CHECKPOINT,
@@ -38,6 +38,7 @@ from .contract import (
     plan_to_dict,
 )
 from .result import TrialResult
+
 
 class TrialDirError(ValueError):
     """The output directory holds another trial (or is unusable); the message says what to do."""
