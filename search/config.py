@@ -14,6 +14,7 @@ from residual.validation import check_choice, check_int
 from spaces import SCALES
 
 from .layout import SearchPaths
+from .trial.device import check_device_name
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid")
 
@@ -62,14 +63,23 @@ class SearchConfig:
     name: str | None = None
     """Search name (default `<space>-<scale>`); re-using a name resumes that search."""
     scale: str = "small"
+    """Network and recipe size: smoke | small | full."""
     dataset: str = "digits"
+    """cifar10 | cifar100 | digits | imagefolder:PATH (a tree with train/ and test/, or a
+    .tar.gz of one)."""
     data_dir: str | None = None
+    """Where torchvision datasets are (or are downloaded)."""
     cache_dir: str | None = None
+    """The decoded-tensor cache (default $RESNET_SEARCH_CACHE, else ~/.cache/resnet-search)."""
     trials: int = 12
     """Configurations to evaluate (Optuna trials); each runs `seeds` Ray trials."""
     seeds: int = 1
+    """Seeds per configuration: its objective is the mean over them."""
     sampler: str = "tpe"
+    """The Optuna sampler: tpe | random | gp | cmaes | grid (grid: the space's anchors
+    exactly)."""
     scheduler: str = "asha"
+    """Early stopping: asha | none."""
     grace_period: int | None = None
     """ASHA: epochs every trial gets before it can be stopped. None: 30% of the budget (3 of
     the small scale's 10 epochs), from a replay on full learning curves (README, "What the
@@ -85,7 +95,9 @@ class SearchConfig:
     pass costs 12% of an epoch; BENCHMARKS.md). 1: every epoch, the full curves the report's
     replay over other grace periods needs."""
     cpus_per_trial: float = 1.0
+    """CPUs Ray reserves for each trial (also its torch threads)."""
     gpus_per_trial: float = 0.0
+    """GPUs Ray reserves for each trial; fractions share a GPU (0.25: four trials on one)."""
     concurrency: int | None = None
     """Trials at once (running or waiting for resources). Default: on a local Ray, as many as
     the machine's CPUs (and GPUs, with `gpus_per_trial`) hold; on a cluster (`address`), every
@@ -100,7 +112,9 @@ class SearchConfig:
     tracking_uri: str | None = None
     """Default `sqlite:///<results_dir>/mlflow.db`; `http://host:port` for a server."""
     experiment: str = "resnet-search"
+    """The MLflow experiment."""
     results_dir: str = "results"
+    """Where the MLflow store, the Optuna study and Ray's results go by default."""
     storage: str | None = None
     """Ray Tune's storage (default `<results_dir>/ray`); trials on several nodes need a
     shared one: an NFS path or `s3://bucket/prefix`."""
@@ -134,6 +148,7 @@ class SearchConfig:
     """After the search, retrain the top K full-budget configurations on every training image
     (no validation split), each seed, for the test error that compares with the paper."""
     progress: bool = True
+    """Print what the search does: a line per trial that ends, a status line now and then."""
     verbose: bool = False
     """Ray's, Tune's and MLflow's own output too (quiet by default: the search's progress
     lines only)."""
@@ -185,9 +200,7 @@ class SearchConfig:
                 self.address == "auto" or _host_port(self.address)):
             raise SearchConfigError(f"address={self.address!r} is invalid; allowed: auto | "
                                     "HOST:PORT (a cluster's GCS address)")
-        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
-            raise SearchConfigError(f"device={self.device!r} is invalid; allowed: auto | cpu | "
-                                    "cuda | cuda:N")
+        check_device_name(self.device, error=SearchConfigError)
         if self.name is not None and not (isinstance(self.name, str)
                                           and _NAME.fullmatch(self.name)):
             raise SearchConfigError(f"name={self.name!r} is invalid; allowed: letters, digits, "
@@ -213,7 +226,20 @@ class SearchConfig:
         check_choice("", name, getattr(self, name), allowed, error=SearchConfigError)
 
 
-DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+def field_docs(cls: type) -> dict[str, str]:
+    """Each dataclass field's documentation, the string literal under it in the class body
+    (PEP 257's attribute docstrings), on one line: the one source of the API's reference and
+    the command line's help."""
+    import ast
+    import inspect
+
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    return {field.target.id: " ".join(doc.value.value.split())
+            for field, doc in zip(body, body[1:])
+            if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)}
+
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://.+")
 

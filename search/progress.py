@@ -9,10 +9,8 @@ from typing import Any
 
 from ray import tune
 
-from residual import NetSpec
-
 from .ranking import label
-from .trial import trial_outcome
+from .trial import TrialConfig, trial_outcome
 
 
 def _elapsed(seconds: float) -> str:
@@ -88,9 +86,8 @@ class ProgressPrinter(tune.Callback):
 
 def _name(trial) -> str:
     """`#3/s0 resnet56-exclusive_gate-bg-6-original`: Optuna trial, seed, configuration."""
-    config = trial.config
-    net = NetSpec.from_dict(config["plan"]["net"]).name
-    return f"#{config['optuna_trial']}/s{config['seed']} {label(config['params'], net)}"
+    config = TrialConfig.from_dict(trial.config)
+    return f"#{config.optuna_trial}/s{config.seed} {label(config.params, config.plan.net.name)}"
 
 
 def _last_line(error_file: str | None) -> str:

@@ -11,7 +11,6 @@ from their checkpoints, the study continues, and the MLflow runs are re-attached
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,20 +22,31 @@ import ray
 from spaces import SearchSpace, get_scale, load_space
 
 from .config import SearchConfig, SearchConfigError, Settings, grace_period, scheduler_rungs
-from .journal import PARENT, Journal
 from .layout import SearchPaths, check_writable
 from .ranking import fail_threshold, interval95, label_failures, rank, read, save
-from .searcher import SCREENED, SpaceSearcher
-from .sender import Sender
-from .tracking import (
+from .searcher import SpaceSearcher
+from .study import SCREENED
+from .stores import (
+    absolute,
+    absolute_dataset,
+    check_same_search,
+    check_stores,
+    save_state,
+    saved_state,
+    start_over,
+    storage_uri,
+)
+from .tracking.journal import PARENT, Journal
+from .tracking.records import (
     check_tracking_uri,
     finish_search_run,
     mark_failures,
     start_search_run,
     trial_records,
 )
+from .tracking.sender import Sender
 from .trainable import StagedData, data_regime
-from .trial import load_trial_data, plan_to_dict
+from .trial import RunOptions, TrialConfig, TrialContext, load_trial_data
 from .tuner import (
     check_local_device,
     check_ray_devices,
@@ -91,15 +101,15 @@ def prepare(space: str | SearchSpace,
     space.check(scale)
     overrides = {"epochs": config.epochs} if config.epochs else {}
     plan = space.plan({**(space.anchors[0] if space.anchors else {}), **overrides}, scale)
-    dataset = _absolute_dataset(config.dataset)
-    data_dir, cache_dir = _absolute(config.data_dir), _absolute(config.cache_dir)
+    dataset = absolute_dataset(config.dataset)
+    data_dir, cache_dir = absolute(config.data_dir), absolute(config.cache_dir)
     if cache_dir:
         check_writable(cache_dir, "--cache-dir")
     data = load_trial_data(plan.recipe, dataset, data_dir, cache_dir)  # decode once, here
     paths = SearchPaths(Path(config.results_dir).expanduser().resolve(),
                         config.name or f"{space.name}-{scale.name}")
     check_writable(paths.root, "--results-dir")
-    _check_stores(config)
+    check_stores(config)
     uri = config.tracking_uri or paths.mlflow_uri
     warning = check_tracking_uri(uri)
     if warning and config.progress:
@@ -114,7 +124,7 @@ def prepare(space: str | SearchSpace,
     settings = Settings(
         paths=paths, tracking_uri=uri,
         optuna_storage=config.optuna_storage or paths.optuna_uri,
-        storage=_storage_uri(config.storage) if config.storage else str(paths.ray_storage),
+        storage=storage_uri(config.storage) if config.storage else str(paths.ray_storage),
         dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, overrides=overrides,
         configurations=configurations, epochs=plan.recipe.budget_epochs(len(data.train_y)),
         num_classes=data.num_classes, in_channels=data.in_channels,
@@ -122,59 +132,8 @@ def prepare(space: str | SearchSpace,
                   "sampler": config.sampler, "seeds": config.seeds, "tracking_uri": uri,
                   "recipe": plan.recipe.to_dict(), "trials": configurations})
     if not config.fresh:
-        _check_same_search(paths, settings.identity)
+        check_same_search(paths, settings.identity)
     return space, settings, StagedData(data_regime(plan.recipe, dataset), data)
-
-
-def _check_stores(config: SearchConfig) -> None:
-    """Every store a search writes is usable, or the search stops here, in seconds, before
-    anything is written: Ray's storage, the Optuna study's database and a SQLite MLflow
-    store. (An MLflow server that is down is not refused: the search journals its tracking.)"""
-    if config.storage and "://" not in config.storage:
-        check_writable(config.storage, "--storage")
-    elif config.storage:
-        import pyarrow.fs
-
-        try:
-            pyarrow.fs.FileSystem.from_uri(config.storage)
-        except Exception as error:
-            raise SearchConfigError(f"storage={config.storage!r} cannot be used "
-                                    f"({_first_line(error)}); allowed: a directory, or a URI "
-                                    "pyarrow can write (s3://, gs://) with its credentials "
-                                    "set") from None
-    for flag, uri in (("--tracking-uri", config.tracking_uri),
-                      ("--optuna-storage", config.optuna_storage)):
-        if uri and uri.startswith("sqlite:///"):
-            check_writable(Path(uri[len("sqlite:///"):]).parent, flag)
-    if config.optuna_storage and not config.optuna_storage.startswith("sqlite:///"):
-        import sqlalchemy
-
-        try:
-            engine = sqlalchemy.create_engine(config.optuna_storage)
-            with engine.connect():
-                pass
-            engine.dispose()
-        except Exception as error:
-            raise SearchConfigError(f"optuna_storage={config.optuna_storage!r} cannot be used "
-                                    f"({_first_line(error)}); allowed: a database URL that "
-                                    "SQLAlchemy can connect to now") from None
-
-
-def _first_line(error: Exception) -> str:
-    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:150]}"
-
-
-def _check_same_search(paths: SearchPaths, identity: dict) -> None:
-    """Resuming continues the search a name holds; it cannot turn it into another one."""
-    if not paths.state.exists():
-        return
-    saved = json.loads(paths.state.read_text()).get("identity", {})
-    for key, value in identity.items():
-        if key in saved and saved[key] != value:
-            raise SearchConfigError(
-                f"search {paths.name!r} in {paths.root} was started with {key}="
-                f"{saved[key]!r}, not {value!r}; re-run it as it was to resume, or pass "
-                "another --name")
 
 
 def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchResult:
@@ -182,7 +141,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
     config = config or SearchConfig()
     space, settings, data = prepare(space, config)  # every check, before anything is written
     paths = settings.paths
-    if not config.fresh and _saved_state(paths).get("finished"):
+    if not config.fresh and saved_state(paths).get("finished"):
         return _finished_before(settings)
     check_local_device(config)  # before Ray starts
     started_ray = connect_ray(config)
@@ -194,8 +153,8 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                   f"{config.scale} scale, {settings.configurations} configurations x "
                   f"{config.seeds} seeds, sampler {config.sampler}, scheduler "
                   f"{config.scheduler}", flush=True)
-        settings = replace(settings, generation=_start_over(settings) if config.fresh else
-                           _saved_state(paths).get("generation", 0))
+        settings = replace(settings, generation=start_over(settings) if config.fresh else
+                           saved_state(paths).get("generation", 0))
         paths.work.mkdir(parents=True, exist_ok=True)
         journal = Journal(paths.search)
         _search_state(space, config, settings, journal)
@@ -204,14 +163,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
             space, config.scale, settings.optuna_storage, settings.name,
             sampler=config.sampler, seeds=config.seeds, seed=config.seed,
             configurations=settings.configurations, overrides=settings.overrides,
-            run_settings={"work_root": str(paths.work), "dataset": settings.dataset,
-                          "data_dir": settings.data_dir, "cache_dir": settings.cache_dir,
-                          "device": config.device, "bf16": config.bf16,
-                          "stop_at_chance": config.stop_at_chance,
-                          "validate_every": config.validate_every,
-                          "validate_at": list(scheduler_rungs(config, settings.epochs)),
-                          "threads": max(1, int(config.cpus_per_trial)),
-                          "space_source": space.source, "scale": config.scale},
+            context=trial_context(config, settings, space),
             data_shape={"num_classes": settings.num_classes,
                         "in_channels": settings.in_channels}, screen=config.screen)
         total = settings.configurations * config.seeds
@@ -227,7 +179,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         if config.final_retrain and not unfinished and not result.ranking.empty:
             result = _final_retrain(space, config, settings, journal, sender, searcher, result)
         result = _report(settings, journal, result)
-        _save_state(paths, {**_saved_state(paths), "finished": not unfinished})
+        save_state(paths, {**saved_state(paths), "finished": not unfinished})
         sender.close(timeout=SEND_AT_END_SECONDS)
         return replace(result, parent_run_id=sender.run_id() or "", unsent=sender.pending,
                        unfinished=unfinished)
@@ -236,6 +188,20 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
             sender.close(timeout=0)  # an interrupted search: what is sent is sent, the rest waits
         if started_ray:
             ray.shutdown()
+
+
+def trial_context(config: SearchConfig, settings: Settings, space: SearchSpace) -> TrialContext:
+    """What every trial of the search shares: its space, data, trials directory and how it
+    runs (validating at least where the scheduler reads the objective)."""
+    options = RunOptions(device=config.device, bf16=config.bf16,
+                         threads=max(1, int(config.cpus_per_trial)),
+                         stop_at_chance=config.stop_at_chance,
+                         validate_every=config.validate_every,
+                         validate_at=frozenset(scheduler_rungs(config, settings.epochs)))
+    return TrialContext(work_root=str(settings.paths.work), space_source=space.source,
+                        scale=config.scale, dataset=settings.dataset,
+                        data_dir=settings.data_dir, cache_dir=settings.cache_dir,
+                        options=options)
 
 
 def _give_up_errored(searcher: SpaceSearcher, result: SearchResult, progress: bool) -> None:
@@ -274,24 +240,7 @@ def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
     paper's test numbers were measured), each seed once, to the full budget; their test error
     becomes the ranking's `final_test_error` columns, the ones to compare with the paper."""
     top = result.ranking[result.ranking["full_budget"]].head(config.final_retrain)
-    runs = []
-    for _, row in top.iterrows():
-        trials = result.trials[result.trials["configuration_key"] == row["configuration_key"]]
-        params = {k[len("param."):]: v for k, v in trials.iloc[0].items()
-                  if k.startswith("param.") and not pd.isna(v)}
-        number = int(row["optuna_trial"])
-        searched = searcher.space.plan({**params, **settings.overrides}, config.scale).recipe
-        # The search's training and validation images together (the paper's 45k + 5k = 50k).
-        every_image = {"val_size": 0, "train_size": None if searched.train_size is None
-                       else searched.train_size + searched.val_size}
-        for seed in range(config.seeds):
-            plan = searcher.space.plan({**params, **settings.overrides, **every_image},
-                                       config.scale, seed=seed, num_classes=settings.num_classes,
-                                       in_channels=settings.in_channels)
-            runs.append({**searcher.run_settings, "stage": "final", "optuna_trial": number,
-                         "seed": seed, "run_key": f"final-{number:04d}-s{seed}",
-                         "params": params, "configuration_key": row["configuration_key"],
-                         "plan": plan_to_dict(plan)})
+    runs = [run for number in top["optuna_trial"] for run in final_runs(searcher, int(number))]
     if config.progress:
         print(f"final retraining: {len(top)} configurations x {config.seeds} seeds on every "
               "training image", flush=True)
@@ -311,6 +260,17 @@ def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
                  f"{len(top)}", result.legend)
     finish_search_run(journal, files)
     return replace(result, ranking=ranking, files=files)
+
+
+def final_runs(searcher: SpaceSearcher, number: int) -> list[TrialConfig]:
+    """The final retraining of configuration `number`: each seed once, to the full budget, on
+    every training image (no validation split), as the paper's test numbers were measured:
+    the search's training and validation images together (its 45k + 5k)."""
+    searched = searcher.trial_config(number, 0).plan.recipe
+    every_image = {"val_size": 0, "train_size": None if searched.train_size is None
+                   else searched.train_size + searched.val_size}
+    return [searcher.trial_config(number, seed, "final", every_image)
+            for seed in range(searcher.seeds)]
 
 
 def _report(settings: Settings, journal: Journal, result: SearchResult) -> SearchResult:
@@ -344,7 +304,7 @@ def _search_state(space: SearchSpace, config: SearchConfig, settings: Settings,
                  if settings.tracking_uri.startswith("sqlite:///") else None)
     start_search_run(journal, config, space, settings.name, settings.dataset, artifacts,
                      settings.generation)
-    _save_state(paths, {"name": settings.name, "tracking_uri": settings.tracking_uri,
+    save_state(paths, {"name": settings.name, "tracking_uri": settings.tracking_uri,
                         "optuna_storage": settings.optuna_storage, "space": space.name,
                         "generation": settings.generation, "identity": settings.identity,
                         # What the report's ASHA replay repeats (not part of the identity:
@@ -353,52 +313,6 @@ def _search_state(space: SearchSpace, config: SearchConfig, settings: Settings,
                                       "grace_period": grace_period(config.grace_period,
                                                                    settings.epochs),
                                       "reduction_factor": config.reduction_factor}})
-
-
-def _saved_state(paths: SearchPaths) -> dict:
-    return json.loads(paths.state.read_text()) if paths.state.exists() else {}
-
-
-def _save_state(paths: SearchPaths, state: dict) -> None:
-    temporary = paths.state.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=1))
-    temporary.replace(paths.state)
-
-
-def _start_over(settings: Settings) -> int:
-    """`fresh`: remove what the search left (its directory, Ray experiments, Optuna study);
-    returns its next generation. MLflow keeps the old runs: the new ones are told apart by
-    their `generation` tag, so neither is mistaken for the other's."""
-    import shutil
-
-    import optuna
-
-    paths = settings.paths
-    generation = _saved_state(paths).get("generation", 0) + 1 if paths.state.exists() else 0
-    shutil.rmtree(paths.search, ignore_errors=True)
-    for name in (settings.name, settings.name + "-final"):
-        _remove_experiment(settings.storage, name)
-    try:
-        optuna.delete_study(study_name=settings.name, storage=settings.optuna_storage)
-    except KeyError:  # no such study yet
-        pass
-    return generation
-
-
-def _remove_experiment(storage: str, name: str) -> None:
-    """Ray Tune's experiment `name` under `storage`, a local path or a URI (s3://, gs://,
-    file://), removed: left there, `Tuner.can_restore` would find it and a fresh search would
-    resume the old one."""
-    import shutil
-
-    if "://" not in storage:
-        shutil.rmtree(Path(storage) / name, ignore_errors=True)
-        return
-    from pyarrow import fs
-
-    filesystem, path = fs.FileSystem.from_uri(f"{storage.rstrip('/')}/{name}")
-    if filesystem.get_file_info(path).type != fs.FileType.NotFound:
-        filesystem.delete_dir(path)
 
 
 def _finished_before(settings: Settings) -> SearchResult:
@@ -452,20 +366,4 @@ def _finish(space: SearchSpace, config: SearchConfig, settings: Settings, journa
     return SearchResult(settings.name, trials, ranking, best, settings.paths.search,
                         settings.tracking_uri, files=files, legend=legend)
 
-
-def _storage_uri(storage: str) -> str:
-    """A URI (s3://, gs://) as given; a path made absolute (trials run elsewhere)."""
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
-
-
-def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().resolve())
-
-
-def _absolute_dataset(dataset: str) -> str:
-    """Trials run with another working directory: make an imagefolder path absolute."""
-    prefix = "imagefolder:"
-    if dataset.startswith(prefix):
-        return prefix + str(Path(dataset[len(prefix):]).expanduser().resolve())
-    return dataset
 

@@ -7,13 +7,13 @@ database (`UpdateFinishedTrialError`), re-proposes the parameters of trials lost
 snapshot, and has no notion of several seeds per configuration. This searcher keeps Optuna's
 ask/tell and samplers and fixes those:
 
-- one Optuna trial is one configuration; it becomes `seeds` Ray trials (same params, seeds
-  0..k-1) and is told the mean objective once all of them end;
+- one Optuna trial is one configuration; it becomes `seeds` Ray trials (`TrialConfig`s: same
+  params, seeds 0..k-1) and is told the mean objective once all of them end;
 - the study lives in persistent storage (SQLite next to the MLflow store by default); the
   storage, not a pickle, is the source of truth when a search resumes: the searcher pickles
   only plain bookkeeping, reloads the study, and queues again a configuration that was asked
   after the driver's last snapshot (under its own number: it resumes, it is not re-proposed);
-- the space's anchors are enqueued once, when the study is new, so they run first;
+- the space's anchors are enqueued once, when the study is new, so they run first (study.py);
 - a diverged trial reports a finite penalty (never NaN); a trial stopped by the scheduler is
   PRUNED; a configuration whose every seed raised is FAIL. A trial that raised is no outcome
   while it can still be resumed: its configuration stays RUNNING (user attribute `errored`)
@@ -23,14 +23,10 @@ ask/tell and samplers and fixes those:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray import cloudpickle
@@ -38,58 +34,28 @@ from ray.tune.search import Searcher
 
 from spaces import SearchSpace, SpaceError, TrialPlan, load_space
 
-from .config import SAMPLERS
 from .screen import screen
-from .trial import plan_to_dict, read_metrics, trial_outcome
+from .study import (
+    CONFIGURATION_KEY,
+    DUPLICATE_OF,
+    EXHAUSTED_AFTER,
+    SCREENED,
+    make_sampler,
+    open_study,
+)
+from .trial import (
+    TrialConfig,
+    TrialContext,
+    configuration_key,
+    read_metrics,
+    run_key,
+    trial_outcome,
+)
 
 OBJECTIVE = "objective"
-OBJECTIVE_NAME = "val_error"
-"""What the objective is, as the study names it: the validation error at the full budget."""
-ANCHORS_ENQUEUED = "resnet_search:anchors_enqueued"
-EXHAUSTED_AFTER = "resnet_search:exhausted_after"
-"""Study attribute: the number of configurations when no new one could be asked."""
-CONFIGURATION_KEY = "configuration_key"
-DUPLICATE_OF = "duplicate_of"
-SCREENED = "screened"
-"""User attribute of a configuration `screen` skipped: why (search/screen.py)."""
 MAX_DUPLICATES = 100
 """Proposals in a row that repeat evaluated configurations before the space counts as
 exhausted: each costs one ask and one tell, no training."""
-
-
-def configuration_key(plan: TrialPlan) -> str:
-    """The configuration a plan trains, canonical: the space's fixed values and the scale's
-    defaults filled in (the plan did that), floats rounded to the float32 the network sees,
-    the seed left out. Two proposals with one key are one configuration."""
-    def canonical(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: canonical(v) for k, v in sorted(value.items())}
-        if isinstance(value, float):
-            return float(np.float32(value))
-        return value
-
-    data = plan_to_dict(plan)
-    text = json.dumps(canonical({"net": data["net"], "recipe": data["recipe"]}),
-                      separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler behind a `--sampler` name."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            # multivariate + group model conditional axes jointly; constant_liar keeps
-            # parallel suggestions apart while earlier trials are still running.
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                              constant_liar=True)
-        if name in ("random", "grid"):  # grid: every trial is an enqueued anchor
-            return optuna.samplers.RandomSampler(seed=seed)
-        if name == "gp":
-            return optuna.samplers.GPSampler(seed=seed)
-        if name == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    raise ValueError(f"sampler={name!r} is invalid; allowed: {' | '.join(SAMPLERS)}")
 
 
 class SpaceSearcher(Searcher):
@@ -98,7 +64,7 @@ class SpaceSearcher(Searcher):
     def __init__(self, space: SearchSpace, scale: str, storage: str, study_name: str,
                  sampler: str = "tpe", seeds: int = 1, seed: int = 0,
                  configurations: int | None = None, overrides: dict | None = None,
-                 run_settings: dict | None = None, data_shape: dict | None = None,
+                 context: TrialContext | None = None, data_shape: dict | None = None,
                  screen: bool = False):
         super().__init__(metric=OBJECTIVE, mode="min")
         self.scale = scale
@@ -112,9 +78,10 @@ class SpaceSearcher(Searcher):
         """Values that beat the sampled ones (e.g. an --epochs budget)."""
         self.data_shape = dict(data_shape or {})
         """The data's `num_classes` and `in_channels`, so a plan is the network that trains."""
-        self.run_settings = dict(run_settings or {})
-        """Settings every trial's config carries (data, work directory root, threads)."""
-        self.queue: list[dict[str, Any]] = []
+        self.context = context or TrialContext(work_root=".", space_source=space.source,
+                                               scale=scale)
+        """What every trial of the search shares (data, trials directory, run options)."""
+        self.queue: list[TrialConfig] = []
         """Seed runs of asked configurations not yet handed to Ray."""
         self.groups: dict[int, dict[str, Any]] = {}
         """Optuna trial number -> {"params", "trial_ids": {ray id: seed}, "results": {...}}."""
@@ -143,11 +110,19 @@ class SpaceSearcher(Searcher):
             state["_space"] = None
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "run_settings" in state:  # pickled before the TrialConfig contract: resume it
+            settings = state.pop("run_settings")
+            state["context"] = TrialContext.from_dict(settings)
+            state["queue"] = [TrialConfig.from_dict({**settings, **run})
+                              for run in state["queue"]]
+        self.__dict__.update(state)
+
     def get_state(self) -> dict[str, Any]:
         return self.__getstate__()
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__setstate__(state)
         self._reconcile()
 
     def save(self, checkpoint_path: str) -> None:
@@ -159,7 +134,7 @@ class SpaceSearcher(Searcher):
             self.set_state(cloudpickle.load(f))
 
     @property
-    def space(self):
+    def space(self) -> SearchSpace:
         if self._space is None:
             self._space = load_space(self.space_ref, self.scale)
         return self._space
@@ -167,20 +142,11 @@ class SpaceSearcher(Searcher):
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            self._optuna_storage = optuna.storages.RDBStorage(self.storage)
-            self._study = optuna.create_study(
-                storage=self._optuna_storage, study_name=self.study_name, direction="minimize",
-                load_if_exists=True,
-                # A resumed search continues with a fresh stream of random numbers.
-                sampler=make_sampler(self.sampler_name, self.seed + len(self.groups)))
-            if self._study.metric_names is None:  # optuna-dashboard's "Objective 0"
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    self._study.set_metric_names([OBJECTIVE_NAME])
-            if not self._study.user_attrs.get(ANCHORS_ENQUEUED):
-                self.space.enqueue_anchors(self._study)
-                self._study.set_user_attr(ANCHORS_ENQUEUED, True)
+            # A resumed search continues with a fresh stream of random numbers.
+            self._study, self._optuna_storage = open_study(
+                self.storage, self.study_name, make_sampler(self.sampler_name,
+                                                            self.seed + len(self.groups)),
+                self.space)
         return self._study
 
     def _reconcile(self) -> None:
@@ -231,11 +197,10 @@ class SpaceSearcher(Searcher):
             if self.exhausted or not self._ask():
                 return Searcher.FINISHED
         run = self.queue.pop(0)
-        group = self.groups[run["optuna_trial"]]
-        group["trial_ids"][trial_id] = run["seed"]
-        self.trial_numbers[trial_id] = run["optuna_trial"]
+        self.groups[run.optuna_trial]["trial_ids"][trial_id] = run.seed
+        self.trial_numbers[trial_id] = run.optuna_trial
         self.live.add(trial_id)
-        return {**run, **self.run_settings}
+        return run.to_dict()
 
     def nothing_left_to_ask(self) -> bool:
         """The budget of configurations asked, the grid's anchors all asked, or the space
@@ -250,9 +215,20 @@ class SpaceSearcher(Searcher):
     def _waiting_anchors(self) -> bool:
         return any(t.state == TrialState.WAITING for t in self.study.get_trials(deepcopy=False))
 
-    def _plan(self, params: dict[str, Any], seed: int = 0) -> TrialPlan:
-        return self.space.plan({**params, **self.overrides}, self.scale, seed=seed,
-                               **self.data_shape)
+    def _plan(self, params: dict[str, Any], seed: int = 0,
+              recipe: dict[str, Any] | None = None) -> TrialPlan:
+        return self.space.plan({**params, **self.overrides, **(recipe or {})}, self.scale,
+                               seed=seed, **self.data_shape)
+
+    def trial_config(self, number: int, seed: int, stage: str = "search",
+                     recipe: dict[str, Any] | None = None) -> TrialConfig:
+        """Seed run `seed` of configuration `number`, its params read from the study (the truth
+        after any restore); `recipe`: values that beat its own (the final retraining's data)."""
+        frozen = self.study.get_trials(deepcopy=False)[number]
+        params = frozen.user_attrs.get("params", frozen.params)
+        key = frozen.user_attrs.get(CONFIGURATION_KEY) or configuration_key(self._plan(params))
+        return TrialConfig(self._plan(params, seed, recipe), number, key, self.context,
+                           params=params, stage=stage)
 
     def _ask(self) -> bool:
         """Ask Optuna for a configuration not evaluated yet and queue its seed runs; False
@@ -321,14 +297,11 @@ class SpaceSearcher(Searcher):
             self.study.tell(trial, state=TrialState.FAIL)
 
     def _queue(self, number: int, params: dict[str, Any]) -> None:
-        """Queue one Ray trial per seed; `run_key` names the seed run's directory and MLflow
-        run, the same across driver restarts (Ray trial ids are not)."""
-        self.queue.extend({
-            "optuna_trial": number, "seed": seed, "run_key": f"{number:04d}-s{seed}",
-            "params": params,
-            "configuration_key": self.groups[number]["key"],
-            "plan": plan_to_dict(self._plan(params, seed)),
-        } for seed in range(self.seeds))
+        """Queue one Ray trial per seed; its `run_key` names the seed run's directory and
+        MLflow run, the same across driver restarts (Ray trial ids are not)."""
+        self.queue.extend(
+            TrialConfig(self._plan(params, seed), number, self.groups[number]["key"],
+                        self.context, params=params) for seed in range(self.seeds))
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         number = self.trial_numbers.get(trial_id)
@@ -394,14 +367,14 @@ class SpaceSearcher(Searcher):
         told from its seeds' recorded outcomes (`outcomes`: Optuna trial number -> seed ->
         outcome, `error` for those that raised) and their last objectives, as if every seed
         had ended. Returns the numbers told."""
-        work_root = Path(self.run_settings.get("work_root", "."))
+        work_root = Path(self.context.work_root)
         told = []
         for frozen in self.study.get_trials(deepcopy=False):
             if frozen.state != TrialState.RUNNING or not frozen.user_attrs.get("errored"):
                 continue
             ended = []
             for seed, outcome in sorted(outcomes.get(frozen.number, {}).items()):
-                history = read_metrics(work_root / f"{frozen.number:04d}-s{seed}")
+                history = read_metrics(work_root / run_key(frozen.number, seed))
                 # The last objective measured (a trial validates at some epochs only).
                 ended.append({"outcome": outcome,
                               "value": next((m[OBJECTIVE] for m in reversed(history)
@@ -413,11 +386,8 @@ class SpaceSearcher(Searcher):
     def _complete_curve(self, number: int, trial_id: int) -> None:
         """Epochs seed 0 reported while no driver listened (it was killed, or the trial was
         resumed) are in its own metrics file: every told trial has its whole curve."""
-        work_root = self.run_settings.get("work_root")
-        if not work_root:
-            return
         reported = self.study.get_trials(deepcopy=False)[number].intermediate_values
-        for metrics in read_metrics(Path(work_root) / f"{number:04d}-s0"):
+        for metrics in read_metrics(Path(self.context.work_root) / run_key(number, 0)):
             epoch, value = metrics.get("epoch"), metrics.get(OBJECTIVE)
             if epoch is not None and epoch not in reported and _finite(value):
                 self._optuna_storage.set_trial_intermediate_value(trial_id, int(epoch),

@@ -14,18 +14,18 @@ without the driver's data path still trains; a trial whose recipe asks for anoth
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from spaces import Recipe, load_space
 
 from .trial import (
-    RunOptions,
     Splits,
+    TrialConfig,
     checkpoint_epoch,
+    choose_device,
     load_trial_data,
-    plan_from_dict,
     run_trial,
 )
 
@@ -50,26 +50,22 @@ def trial_function(config: dict[str, Any], data: StagedData | None = None) -> No
         # A user's file may declare shortcut kinds or placements: import it here too, so this
         # worker knows them before it reads the plan.
         load_space(config["space_source"], config["scale"])
-    plan = plan_from_dict(config["plan"])
-    work = Path(config["work_root"]) / config["run_key"]
-    options = RunOptions(device=trial_device(config.get("device", "auto")),
-                         threads=config.get("threads"), bf16=config.get("bf16", False),
-                         stop_at_chance=config.get("stop_at_chance"),
-                         validate_every=config.get("validate_every", 1),
-                         validate_at=frozenset(config.get("validate_at", ())))
+    trial = TrialConfig.from_dict(config)
+    context, work = trial.context, trial.directory
+    options = replace(context.options, device=trial_device(context.options.device))
     _take_newer_checkpoint(tune.get_checkpoint(), work)
-    if data is not None and data.regime == data_regime(plan.recipe, config["dataset"]):
+    if data is not None and data.regime == data_regime(trial.plan.recipe, context.dataset):
         splits = data.splits
     else:
-        splits = load_trial_data(plan.recipe, config["dataset"], config.get("data_dir"),
-                                 config.get("cache_dir"))
+        splits = load_trial_data(trial.plan.recipe, context.dataset, context.data_dir,
+                                 context.cache_dir)
     reported = []
 
     def report(metrics: dict[str, Any]) -> None:
         reported.append(metrics["epoch"])
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
 
-    result = run_trial(plan, splits, work, report, options)
+    result = run_trial(trial.plan, splits, work, report, options)
     if not reported:  # it had finished before a driver restart: hand Ray its result once
         tune.report(result.metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
 
@@ -84,21 +80,7 @@ def _take_newer_checkpoint(checkpoint, work: Path) -> None:
 
 
 def trial_device(device: str) -> str:
-    """The device a trial trains on. auto: cuda when Ray gave the trial a GPU, else cpu (Ray
-    does not hide GPUs from a trial given none, and such a trial must not take one). A trial
-    given a GPU that torch cannot see is an error, never a silent CPU run; cpu stays cpu."""
+    """The device this Ray trial trains on, from the GPUs Ray gave it (`choose_device`)."""
     import ray
-    import torch
 
-    gpus = ray.get_gpu_ids()
-    if device == "auto":
-        device = "cuda" if gpus else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        import os
-
-        raise RuntimeError(
-            f"device={device!r}: Ray assigned this trial GPU(s) {gpus} but torch sees no CUDA "
-            f"device (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch "
-            f"{torch.__version__} built for CUDA {torch.version.cuda}); refusing to train on "
-            "the CPU instead")
-    return device
+    return choose_device(device, ray.get_gpu_ids())

@@ -19,11 +19,13 @@ from ray.tune.search import Searcher
 from spaces import SearchSpace
 
 from .config import SearchConfig, SearchConfigError, Settings, grace_period
-from .journal import Journal
 from .progress import ProgressPrinter
 from .searcher import SpaceSearcher
-from .tracking import MlflowTracker
+from .tracking.journal import Journal
+from .tracking.tracker import MlflowTracker
 from .trainable import StagedData, trial_function
+from .trial import TrialConfig, choose_device
+from .trial.device import unavailable
 
 LOOPBACK = "127.0.0.1"
 
@@ -125,13 +127,10 @@ def default_concurrency(config: SearchConfig, total: int) -> int:
 
 
 def check_local_device(config: SearchConfig) -> None:
-    """A cuda device for a local search needs a GPU torch can see: checked before Ray starts."""
+    """A cuda device for a local search needs a GPU torch can see: checked before Ray starts,
+    by the decision the trials make (`choose_device`)."""
     if config.device.startswith("cuda") and config.address is None:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SearchConfigError(f"device={config.device!r} is unavailable: no CUDA GPU "
-                                    "here; allowed: auto | cpu")
+        choose_device(config.device)
 
 
 def check_ray_devices(config: SearchConfig) -> None:
@@ -143,8 +142,7 @@ def check_ray_devices(config: SearchConfig) -> None:
     gpus = ray.cluster_resources().get("GPU", 0)
     where = "the local Ray" if local else f"the Ray cluster at {config.address}"
     if wants_cuda and not gpus:
-        raise SearchConfigError(f"device={config.device!r} is unavailable: {where} has no "
-                                "GPU; allowed: auto | cpu")
+        raise SearchConfigError(unavailable(config.device, f"{where} has no GPU"))
     if local and config.gpus_per_trial and not gpus:
         raise SearchConfigError(f"gpus_per_trial={config.gpus_per_trial:g} is unavailable: "
                                 f"{where} has no GPU; allowed: 0")
@@ -157,18 +155,18 @@ def check_ray_devices(config: SearchConfig) -> None:
 def trial_dirname(trial) -> str:
     """A Ray trial's directory: its run key (Optuna number and seed, as in the trials/
     directory and the MLflow run), not Tune's parameter dump."""
-    return f"{trial.config['run_key']}-{trial.trial_id}"
+    return f"{TrialConfig.from_dict(trial.config).run_key}-{trial.trial_id}"
 
 
 class FixedRuns(Searcher):
-    """Hands Ray Tune a fixed list of trial configurations, in order (the final retraining)."""
+    """Hands Ray Tune a fixed list of trials, in order (the final retraining)."""
 
-    def __init__(self, runs: list[dict]):
+    def __init__(self, runs: list[TrialConfig]):
         super().__init__(metric="objective", mode="min")
         self.runs = list(runs)
 
     def suggest(self, trial_id: str) -> dict | None:
-        return self.runs.pop(0) if self.runs else Searcher.FINISHED
+        return self.runs.pop(0).to_dict() if self.runs else Searcher.FINISHED
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
@@ -177,7 +175,8 @@ class FixedRuns(Searcher):
 
 def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher | None,
                journal: Journal, space: SearchSpace, total: int, concurrency: int,
-               data: StagedData | None = None, retrain: list[dict] | None = None) -> tune.Tuner:
+               data: StagedData | None = None,
+               retrain: list[TrialConfig] | None = None) -> tune.Tuner:
     """A new Tuner, or the search's own restored one when its experiment state exists.
 
     `data`, the dataset the driver staged, reaches every trial through Ray's object store

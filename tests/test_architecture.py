@@ -116,3 +116,67 @@ def test_the_cli_answers_without_heavy_imports(argv):
     loaded = set(done.stdout.rpartition("MODULES")[2].split())
     assert done.returncode == 0, done.stderr
     assert not {"torch", "ray", "mlflow", "optuna", "pandas"} & loaded, f"{seconds:.2f} s"
+
+
+def test_the_trial_contract_imports_neither_torch_ray_nor_mlflow():
+    loaded = _modules_after_import(
+        "from search.trial.contract import TrialConfig; from search.trial import choose_device")
+    assert "search.trial.contract" in loaded
+    assert not {"torch", "ray", "mlflow"} & loaded
+
+
+def test_the_report_path_imports_no_torch():
+    loaded = _modules_after_import("import search.report; from search.report import report")
+    assert "search.report.core" in loaded
+    assert not {"torch", "ray", "mlflow"} & loaded
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 80
+
+
+def _sources(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+
+
+def test_no_module_or_function_is_too_long_to_read():
+    """A module a maintainer can hold in their head, a function that fits on a screen."""
+    too_long = []
+    for path in _sources(*PACKAGES, "bench"):
+        text = path.read_text()
+        name = path.relative_to(ROOT)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - first + 1 > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}:{node.lineno} {node.name}: "
+                                    f"{node.end_lineno - first + 1} lines")
+    assert too_long == []
+
+
+def _private_imports(path: Path, module: str) -> list[str]:
+    """`from <project module> import _name` where the module is another one: a private name
+    crossing a module's border (`__future__` and dunders are not private)."""
+    package = (module if path.name == "__init__.py" else module.rpartition(".")[0]).split(".")
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            target = node.module or ""
+            if node.level:
+                anchor = package[: len(package) - node.level + 1]
+                target = ".".join(anchor + ([target] if target else []))
+            if target.split(".")[0] not in (*PACKAGES, "bench") or target == module:
+                continue
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} {target}.{a.name}"
+                      for a in node.names if a.name.startswith("_")
+                      and not a.name.startswith("__")]
+    return found
+
+
+def test_no_private_name_crosses_a_module_border():
+    """Tests and benches use the public surface; modules use each other's public names."""
+    found = []
+    for path in _sources(*PACKAGES, "bench", "tests"):
+        found += _private_imports(path, _module_name(path))
+    assert found == []

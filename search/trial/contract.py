@@ -13,13 +13,15 @@ line read this module in a fraction of a second.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from residual import NetSpec
 from residual.validation import check_int
-from spaces import Recipe, SpaceError, TrialPlan
+from spaces import Recipe, TrialPlan
 
 from .device import check_device_name
 
@@ -56,6 +58,25 @@ def plan_to_dict(plan: TrialPlan) -> dict[str, Any]:
 def plan_from_dict(data: dict[str, Any]) -> TrialPlan:
     return TrialPlan(NetSpec.from_dict(data["net"]), Recipe(**data["recipe"]), data["seed"],
                      data.get("params", {}))
+
+
+def configuration_key(plan: TrialPlan) -> str:
+    """The configuration a plan trains, canonical: the space's fixed values and the scale's
+    defaults filled in (the plan did that), floats rounded to the float32 the network sees,
+    the seed left out. Two proposals with one key are one configuration: one Optuna trial."""
+    import numpy as np  # float32 rounding that saturates to inf, as the network's would
+
+    def canonical(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in sorted(value.items())}
+        if isinstance(value, float):
+            return float(np.float32(value))
+        return value
+
+    data = plan_to_dict(plan)
+    text = json.dumps(canonical({"net": data["net"], "recipe": data["recipe"]}),
+                      separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -109,20 +130,12 @@ _OPTIONS = ("device", "bf16", "threads", "stop_at_chance", "validate_every", "va
 
 
 @dataclass(frozen=True)
-class TrialConfig:
-    """Everything one seed run of one configuration needs, and nothing about how it is
-    scheduled: what trains (`plan`), where its data and directory are, how it runs, and the
-    lineage that ties it to its Optuna trial and MLflow run."""
+class TrialContext:
+    """What every trial of one search shares: its space, its data, where its trial
+    directories go and how it runs."""
 
-    plan: TrialPlan
-    """The network that trains (with the data's channels and classes), its recipe and seed."""
-    optuna_trial: int
-    configuration_key: str
-    """The canonical configuration (`searcher.configuration_key`): one per Optuna trial."""
     work_root: str
-    """The search's trials directory: this run's is `work_root / run_key`."""
-    params: dict[str, Any] = field(default_factory=dict)
-    """The space's parameters, as the sampler proposed them."""
+    """The search's trials directory: a seed run's is `work_root / run_key`."""
     space_source: str = ""
     """Where the space comes from (a built-in name, or `path/file.py:name`)."""
     scale: str = "small"
@@ -130,6 +143,47 @@ class TrialConfig:
     data_dir: str | None = None
     cache_dir: str | None = None
     options: RunOptions = field(default_factory=RunOptions)
+
+    def __post_init__(self) -> None:
+        for name in ("work_root", "space_source", "scale", "dataset"):
+            if not isinstance(getattr(self, name), str):
+                raise TrialConfigError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
+                                       "a string")
+
+    def to_dict(self) -> dict[str, Any]:
+        options = {name: getattr(self.options, name) for name in _OPTIONS}
+        options["validate_at"] = sorted(self.options.validate_at)
+        return {"work_root": self.work_root, "dataset": self.dataset,
+                "data_dir": self.data_dir, "cache_dir": self.cache_dir, **options,
+                "space_source": self.space_source, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialContext:
+        """The inverse of `to_dict`; extra keys are ignored, missing ones take defaults."""
+        try:
+            options = RunOptions(**{k: data[k] for k in _OPTIONS if k in data})
+            return cls(options=options, **{f.name: data[f.name] for f in fields(cls)
+                                           if f.name != "options" and f.name in data})
+        except TrialConfigError:
+            raise
+        except (TypeError, ValueError) as error:
+            raise TrialConfigError(_first_line(error)) from None
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One seed run of one configuration: what trains (`plan`), the lineage that ties it to
+    its Optuna trial and MLflow run, and the search's shared `context`. Nothing about how it
+    is scheduled."""
+
+    plan: TrialPlan
+    """The network that trains (with the data's channels and classes), its recipe and seed."""
+    optuna_trial: int
+    configuration_key: str
+    """The canonical configuration (`configuration_key`): one per Optuna trial."""
+    context: TrialContext
+    params: dict[str, Any] = field(default_factory=dict)
+    """The space's parameters, as the sampler proposed them."""
     stage: str = "search"
 
     def __post_init__(self) -> None:
@@ -138,10 +192,9 @@ class TrialConfig:
                                    f"{' | '.join(STAGES)}")
         check_int("", "optuna_trial", self.optuna_trial, 0, error=TrialConfigError)
         check_int("", "seed", self.plan.seed, 0, error=TrialConfigError)
-        for name in ("configuration_key", "work_root", "space_source", "scale", "dataset"):
-            if not isinstance(getattr(self, name), str):
-                raise TrialConfigError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
-                                       "a string")
+        if not isinstance(self.configuration_key, str):
+            raise TrialConfigError(f"configuration_key={self.configuration_key!r} is "
+                                   "invalid; allowed: a string")
 
     @property
     def seed(self) -> int:
@@ -154,19 +207,15 @@ class TrialConfig:
     @property
     def directory(self) -> Path:
         """The seed run's trial directory."""
-        return Path(self.work_root) / self.run_key
+        return Path(self.context.work_root) / self.run_key
 
     def to_dict(self) -> dict[str, Any]:
-        """The plain dict Ray Tune carries (JSON-able; `run_key` and `seed` are spelled out
-        for whoever reads Ray's own files)."""
-        options = {name: getattr(self.options, name) for name in _OPTIONS}
-        options["validate_at"] = sorted(self.options.validate_at)
+        """The plain dict Ray Tune carries, flat and JSON-able (`run_key` and `seed` are
+        spelled out for whoever reads Ray's own files)."""
         return {"stage": self.stage, "optuna_trial": self.optuna_trial, "seed": self.seed,
                 "run_key": self.run_key, "params": dict(self.params),
                 "configuration_key": self.configuration_key, "plan": plan_to_dict(self.plan),
-                "work_root": self.work_root, "dataset": self.dataset,
-                "data_dir": self.data_dir, "cache_dir": self.cache_dir, **options,
-                "space_source": self.space_source, "scale": self.scale}
+                **self.context.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
@@ -179,20 +228,25 @@ class TrialConfig:
                    if k not in data]
         if missing:
             raise TrialConfigError(f"trial configuration has no {missing[0]!r}; it was not "
-                                   "made by this version's searcher (re-run the search with "
-                                   "--fresh)")
+                                   "made by a resnet-search searcher (start the search over "
+                                   "with --fresh)")
         try:
             plan = plan_from_dict(data["plan"])
-            options = RunOptions(**{k: data[k] for k in _OPTIONS if k in data})
-            given = {f.name: data[f.name] for f in fields(cls)
-                     if f.name not in ("plan", "options") and f.name in data}
-            config = cls(plan=plan, options=options, **given)
+            config = cls(plan=plan, context=TrialContext.from_dict(data),
+                         **{k: data[k] for k in ("optuna_trial", "configuration_key",
+                                                 "params", "stage") if k in data})
         except TrialConfigError:
             raise
-        except (KeyError, TypeError, ValueError, SpaceError) as error:
-            text = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise TrialConfigError(f"trial configuration is invalid: {text}") from None
-        if "seed" in data and data["seed"] != plan.seed:
-            raise TrialConfigError(f"seed={data['seed']!r} disagrees with the plan's seed "
-                                   f"{plan.seed}")
+        except KeyError as error:
+            raise TrialConfigError(f"trial configuration's plan has no {error}") from None
+        except (TypeError, ValueError) as error:
+            raise TrialConfigError(_first_line(error)) from None
+        for name in ("seed", "run_key"):  # spelled out beside the plan: they must agree
+            if name in data and data[name] != getattr(config, name):
+                raise TrialConfigError(f"trial configuration {name}={data[name]!r} disagrees "
+                                       f"with its plan's {getattr(config, name)!r}")
         return config
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -184,13 +184,13 @@ def test_grid_runs_the_anchors_exactly_with_every_seed(tmp_path, space_file, stu
 def test_fresh_removes_the_ray_experiment_behind_a_path_or_a_uri(tmp_path, storage):
     """--fresh must leave no experiment for Tuner.restore to find, in a bucket (a URI, as
     s3://) as on a local path."""
-    from search.runner import _remove_experiment
+    from search.stores import remove_experiment
 
     root = tmp_path / "ray"
     (root / "mine" / "trial_0").mkdir(parents=True)
     (root / "mine" / "trial_0" / "checkpoint.pt").write_bytes(b"weights")
     (root / "other").mkdir()
     where = f"file://{root}" if storage == "file://" else str(root)
-    _remove_experiment(where, "mine")
-    _remove_experiment(where, "never-ran")  # nothing there: nothing to do
+    remove_experiment(where, "mine")
+    remove_experiment(where, "never-ran")  # nothing there: nothing to do
     assert not (root / "mine").exists() and (root / "other").is_dir()

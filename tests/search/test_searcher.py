@@ -7,7 +7,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.searcher import SAMPLERS, SpaceSearcher, make_sampler
+from search.config import SAMPLERS
+from search.searcher import SpaceSearcher, make_sampler
+from search.trial import TrialContext
 from spaces import SearchSpace
 
 
@@ -28,7 +30,7 @@ SPACE = SearchSpace("unit-space", define, anchors=[
 def _searcher(tmp_path, **kwargs):
     options = {"sampler": "tpe", "seeds": 1, "configurations": 6, **kwargs}
     return SpaceSearcher(SPACE, "smoke", f"sqlite:///{tmp_path / 'optuna.db'}", "unit",
-                         run_settings={"work_root": str(tmp_path)}, **options)
+                         context=TrialContext(work_root=str(tmp_path)), **options)
 
 
 def _result(value, epoch=3, outcome="ok"):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from search.journal import Journal
-from search.sender import Sender
+from search.tracking.journal import Journal
+from search.tracking.sender import Sender
 
 EPOCHS = 4
 ARGS = ["run", "paper-table1", "--scale", "smoke", "--trials", 2, "--concurrency", 2,

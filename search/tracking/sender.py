@@ -1,4 +1,4 @@
-"""Delivers a search's tracking journal (search/journal.py) to MLflow, in order.
+"""Delivers a search's tracking journal (`journal.py`) to MLflow, in order.
 
 A `Sender` keeps its place in `tracking.sent.json` beside the journal: the offset of the first
 entry not yet delivered, the experiment id, and the MLflow run id of every ref. It runs as a

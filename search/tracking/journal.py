@@ -2,7 +2,7 @@
 
 The driver never calls MLflow while trials run. It appends what it would have written
 (`tracking.jsonl` in the search's directory, one JSON object per line, in order) and a
-background `Sender` (search/sender.py) delivers the lines to MLflow. A tracking server that goes
+background `Sender` (`sender.py`) delivers the lines to MLflow. A tracking server that goes
 down therefore stops nothing: the journal grows, and it is replayed in order when the server is
 back, at the end of the search, or by `resnet-search sync NAME`.
 
