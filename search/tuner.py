@@ -165,6 +165,12 @@ class FixedRuns(Searcher):
         super().__init__(metric="objective", mode="min")
         self.runs = list(runs)
 
+    def __setstate__(self, state: dict) -> None:
+        # Pickled before the TrialConfig contract, its runs are plain dicts: resume them.
+        state["runs"] = [TrialConfig.from_dict(run) if isinstance(run, dict) else run
+                         for run in state["runs"]]
+        self.__dict__.update(state)
+
     def suggest(self, trial_id: str) -> dict | None:
         return self.runs.pop(0).to_dict() if self.runs else Searcher.FINISHED
 

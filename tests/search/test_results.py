@@ -120,8 +120,11 @@ def test_child_runs_log_the_network_that_trained(tmp_path, mlflow_runs, dataset,
 
 def test_final_retrain_trains_the_top_configuration_on_every_training_image(tmp_path,
                                                                               mlflow_runs):
+    # A bool parameter: read back from trials.csv it was numpy's bool, which UnitSpec refuses;
+    # the retraining takes the parameters from the study instead.
     space = SearchSpace("two", lambda trial: None, fixed={"activation": "full_preact"},
-                        anchors=[{"shortcut": "identity"}, {"shortcut": "conv1x1"}])
+                        anchors=[{"shortcut": "identity", "bottleneck": False},
+                                 {"shortcut": "conv1x1", "bottleneck": False}])
     config = SearchConfig(name="final", scale="smoke", sampler="grid", scheduler="none",
                           epochs=2, final_retrain=1, results_dir=str(tmp_path / "results"),
                           progress=False)

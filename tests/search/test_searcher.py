@@ -147,3 +147,18 @@ def test_every_sampler_drives_a_conditional_space(name):
 def test_unknown_sampler():
     with pytest.raises(ValueError, match="sampler='bayes' is invalid; allowed: tpe"):
         make_sampler("bayes", 0)
+
+
+def test_a_searcher_pickled_before_the_trial_contract_resumes(tmp_path):
+    searcher = _searcher(tmp_path, seeds=2)
+    searcher.suggest("t0")  # seed 1 of configuration 0 waits in the queue
+    state = searcher.get_state()
+    # Its layout before TrialConfig: shared settings in a dict, the queue as plain dicts.
+    seed_run = ("optuna_trial", "seed", "run_key", "params", "configuration_key", "plan")
+    legacy = {**state, "run_settings": state.pop("context").to_dict(),
+              "queue": [{k: v for k, v in run.to_dict().items() if k in seed_run}
+                        for run in state["queue"]]}
+    restored = _searcher(tmp_path, seeds=2)
+    restored.set_state(pickle.loads(pickle.dumps(legacy)))
+    assert restored.suggest("t1") == searcher.suggest("t1")
+    assert restored.context == searcher.context
