@@ -49,6 +49,14 @@ def reference_augment(images_u8: torch.Tensor, pad: int, flip: bool,
 class ReferenceBatches(Batches):
     """`Batches` as it iterated before: the reference for speed and for the random stream."""
 
+    def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, *,
+                 mean: tuple[float, ...], std: tuple[float, ...], **options) -> None:
+        super().__init__(images_u8, labels, mean=mean, std=std, **options)
+        # x/255 then (x - mean)/std in one subtract and one divide, as `Batches` folds it.
+        shape = (1, -1, 1, 1)
+        self.shift = torch.tensor(mean, dtype=torch.float32).view(shape).mul(255).to(self.device)
+        self.scale = torch.tensor(std, dtype=torch.float32).view(shape).mul(255).to(self.device)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
@@ -57,7 +65,7 @@ class ReferenceBatches(Batches):
             x = self.images[idx]
             if self.train:
                 x = reference_augment(x, self.pad, self.flip, self.generator)
-            x = (x.float() - self._shift) / self._scale
+            x = (x.float() - self.shift) / self.scale
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]

@@ -88,10 +88,11 @@ def header(script: str, quick: bool, argv: list[str] | None) -> None:
 
 
 class Timers:
-    """Wall seconds spent in named functions, summed, by wrapping them in place.
+    """Wall and CPU seconds and calls, summed by name: of sections of code (`section`, also a
+    trial's phases through `bench.trial_vs_bare.PhaseTimers`), or of functions replaced in
+    place by timed ones (`wrap`), where code has no seam to time it through.
 
-    `wrap(owner, "attr")` replaces a module function or a class method with a timed one for
-    the life of the `Timers` context, and puts the original back on exit.
+    A `with Timers()` block puts every wrapped function back on exit.
     """
 
     def __init__(self) -> None:
@@ -109,35 +110,36 @@ class Timers:
             owner, attr, original = self._undo.pop()
             setattr(owner, attr, original)
 
-    def wrap(self, owner: Any, attr: str, name: str | None = None) -> bool:
-        """Time `owner.attr` under `name`; False (and nothing changed) if there is none."""
-        original = getattr(owner, attr, None)
-        if original is None:
-            return False
+    def wrap(self, owner: Any, attr: str, name: str | None = None) -> None:
+        """Time every call of `owner.attr` (a module function or a class method) under `name`
+        (default `attr`). A name that is not there raises: a benchmark must not print a
+        figure of nothing, as a renamed function would otherwise make it."""
+        try:
+            original = getattr(owner, attr)
+        except AttributeError:
+            where = getattr(owner, "__name__", repr(owner))
+            raise AttributeError(f"cannot time {where}.{attr}: there is no such attribute "
+                                 "(renamed? update the benchmark)") from None
         key = name or attr
         timers = self
 
         def timed(*args, **kwargs):
-            started, cpu = time.perf_counter(), time.thread_time()
-            try:
+            with timers.section(key):
                 return original(*args, **kwargs)
-            finally:
-                timers.seconds[key] += time.perf_counter() - started
-                timers.cpu_seconds[key] += time.thread_time() - cpu
-                timers.calls[key] += 1
 
         timed.__wrapped__ = original  # type: ignore[attr-defined]
         self._undo.append((owner, attr, original))
         setattr(owner, attr, timed)
-        return True
 
     @contextlib.contextmanager
     def section(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        """Time the block under `name`."""
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - started
+            self.cpu_seconds[name] += time.thread_time() - cpu
             self.calls[name] += 1
 
 

@@ -87,9 +87,14 @@ def record(path: Path, event: str, start: float, end: float, key: str = "") -> N
 
 
 def _timed(path: Path, owner: Any, attr: str, event: str | None = None, key=None) -> None:
-    original = getattr(owner, attr, None)
-    if original is None:
-        return
+    """Record every call of `owner.attr` as an event; a name that is not there raises, so that
+    no part of the split silently reads zero."""
+    try:
+        original = getattr(owner, attr)
+    except AttributeError:
+        where = getattr(owner, "__name__", repr(owner))
+        raise AttributeError(f"cannot time {where}.{attr}: there is no such attribute "
+                             "(renamed? update the benchmark)") from None
 
     @functools.wraps(original)
     def timed(*args, **kwargs):

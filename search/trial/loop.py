@@ -7,6 +7,7 @@ reads as the recipe: build the network, then each epoch train, decide (has it di
 the last?), evaluate and measure propagation (Eq. 4, 5, 8) where `RunOptions.validates` says,
 checkpoint, report. Every epoch's metrics go to a callback (Ray Tune's `tune.report` in a
 search, a progress line on the command line) and into the trial directory (`directory.py`).
+An observer (`TrialPhases`, a benchmark's timers) may be told where each phase starts and ends.
 
 Re-running with the same directory resumes from its checkpoint and, on CPU, ends with the same
 weights bit for bit as an uninterrupted run. A run whose loss turns non-finite ends normally
@@ -20,6 +21,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,33 @@ PROPAGATION_BATCH = 128
 
 Reporter = Callable[[dict[str, Any]], None]
 
+PHASES = ("records", "build", "propagation_at_init", "train", "val", "propagation", "test",
+          "checkpoint", "report", "plots")
+"""The phases `run_trial` brackets, in the order a new trial first meets them (`TrialPhases`)."""
+
+
+class TrialPhases:
+    """What `run_trial(..., phases=...)` tells an observer such as a benchmark's timers.
+
+    `phases(name)` is entered around each phase of `PHASES`: "records" (the trial directory's
+    plan, description and result files), "build" (network, optimiser, batches on the device),
+    "propagation_at_init", then per epoch "train", "val", "propagation" and "test" (where
+    `RunOptions.validates` says), "checkpoint" (saving or resuming one), "report" (the report
+    callback), and "plots" at the end. `step_loss(loss)` sees each training step's loss tensor
+    (still on the graph: `detach` it to keep it). The base class observes nothing and costs
+    nothing beyond a call; an observer overrides either or both. Neither may change the
+    tensors or the random state: the trial must train the same with and without observer.
+    """
+
+    def __call__(self, name: str) -> AbstractContextManager[object]:
+        return nullcontext()
+
+    def step_loss(self, loss: torch.Tensor) -> None:
+        pass
+
+
+UNOBSERVED = TrialPhases()
+
 
 @dataclass
 class _Setup:
@@ -64,40 +93,32 @@ class _Setup:
 
 
 def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
-              report: Reporter | None = None, options: RunOptions | None = None) -> TrialResult:
-    """Train `plan` on `data`, writing into `out_dir`; resume if it holds a checkpoint."""
+              report: Reporter | None = None, options: RunOptions | None = None, *,
+              phases: TrialPhases = UNOBSERVED) -> TrialResult:
+    """Train `plan` on `data`, writing into `out_dir`; resume if it holds a checkpoint.
+    `phases` is told where each phase starts and ends (`TrialPhases`)."""
     options = options or RunOptions()
     trial_dir = TrialDir(out_dir)
-    trial_dir.open(plan)
+    with phases("records"):
+        trial_dir.open(plan)
     if trial_dir.finished:  # nothing to redo
         return trial_dir.result()
-    setup = build(plan, data, options)
-    if trial_dir.has_checkpoint:
-        start, history, propagation = trial_dir.resume(
-            setup.model, setup.optimizer, setup.batch_order, setup.device)
-    else:
-        start, history = 0, []
-        propagation = trial_dir.start(plan, setup.net, data.describe(),
-                                      measure_propagation(setup.model, *setup.probe))
+    with phases("build"):
+        setup = build(plan, data, options)
+    start, history, propagation = begin(trial_dir, plan, data, setup, phases)
 
     recipe = plan.recipe
     result = TrialResult("ok", len(history), history[-1] if history else {}, "", history)
     for epoch in range(start, setup.epochs):
-        metrics = train_epoch(setup, recipe, epoch)
+        with phases("train"):
+            metrics = train_epoch(setup, recipe, epoch, phases.step_loss)
         if math.isfinite(metrics["train_loss"]):
             reason = at_chance(metrics, options.stop_at_chance, data.num_classes)
             outcome = "stopped" if reason else "ok"
             final = bool(reason) or epoch + 1 == setup.epochs
             if options.validates(epoch + 1, final):
-                started = time.perf_counter()
-                if len(data.val_y):  # a final retraining has no validation split
-                    metrics.update(evaluate(setup, "val"))
-                metrics.update(measure(setup, propagation, epoch + 1))
-                if final:
-                    # The test set is measured once, at the end: a search selects on validation
-                    # error, and the test error of a half-trained network is read by no one.
-                    metrics.update(evaluate(setup, "test"))
-                metrics["eval_seconds"] = time.perf_counter() - started
+                has_val = len(data.val_y) > 0  # a final retraining has no validation split
+                metrics.update(validate(setup, has_val, propagation, epoch + 1, final, phases))
                 # What a sampler and a scheduler learn from; absent where nothing was measured.
                 metrics["objective"] = metrics.get("val_error", math.nan)
         else:  # the weights are no longer numbers: keep the last error that was measured
@@ -109,19 +130,39 @@ def run_trial(plan: TrialPlan, data: Splits, out_dir: str | Path,
             metrics["objective"] = PENALTY_ERROR
         metrics["outcome"] = outcome if final else "running"
         history.append(metrics)
-        trial_dir.save_epoch(setup.model, setup.optimizer, setup.batch_order, setup.device,
-                             metrics, propagation)
+        with phases("checkpoint"):
+            trial_dir.save_epoch(setup.model, setup.optimizer, setup.batch_order, setup.device,
+                                 metrics, propagation)
         result = TrialResult(outcome, len(history), metrics, reason, history)
         if final:  # before the last report: a scheduler may end the process right after it
-            trial_dir.write_result(result)
+            with phases("records"):
+                trial_dir.write_result(result)
         if report:
-            report(metrics)
+            with phases("report"):
+                report(metrics)
         if final:
             break
     else:  # resumed with nothing left to train
-        trial_dir.write_result(result)
-    render_trial_plots(out_dir)
+        with phases("records"):
+            trial_dir.write_result(result)
+    with phases("plots"):
+        render_trial_plots(out_dir)
     return result
+
+
+def begin(trial_dir: TrialDir, plan: TrialPlan, data: Splits, setup: _Setup,
+          phases: TrialPhases) -> tuple[int, list[dict[str, Any]], dict[str, dict]]:
+    """The first epoch to train, the history so far and the propagation profiles: from the
+    checkpoint when there is one, else from a fresh trial directory and a first measurement
+    of the untrained network."""
+    if trial_dir.has_checkpoint:
+        with phases("checkpoint"):
+            return trial_dir.resume(setup.model, setup.optimizer, setup.batch_order,
+                                    setup.device)
+    with phases("propagation_at_init"):
+        initial = measure_propagation(setup.model, *setup.probe)
+    with phases("records"):
+        return 0, [], trial_dir.start(plan, setup.net, data.describe(), initial)
 
 
 def build(plan: TrialPlan, data: Splits, options: RunOptions) -> _Setup:
@@ -154,9 +195,12 @@ def build(plan: TrialPlan, data: Splits, options: RunOptions) -> _Setup:
                   recipe.budget_epochs(images))
 
 
-def train_epoch(setup: _Setup, recipe: Recipe, epoch: int) -> dict[str, Any]:
+def train_epoch(setup: _Setup, recipe: Recipe, epoch: int,
+                step_loss: Callable[[torch.Tensor], None] = UNOBSERVED.step_loss
+                ) -> dict[str, Any]:
     """One pass over the training set at the recipe's per-step learning rate, cut short where
-    the budget's last step falls (the paper stops at 64k iterations, mid-epoch)."""
+    the budget's last step falls (the paper stops at 64k iterations, mid-epoch). Each step's
+    loss is shown to `step_loss`."""
     model, optimizer = setup.model, setup.optimizer
     model.train()
     started = time.perf_counter()
@@ -175,6 +219,7 @@ def train_epoch(setup: _Setup, recipe: Recipe, epoch: int) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        step_loss(loss)
         # Accumulate on the device: one synchronisation per epoch, not per step.
         loss_sum += loss.detach().double() * len(labels)
         wrong += (logits.argmax(1) != labels).sum()
@@ -193,6 +238,26 @@ def at_chance(metrics: dict[str, Any], after: int | None, num_classes: int) -> s
         return ""
     return (f"training error {metrics['train_error']:.3f} still at chance ({chance:.3f}) "
             f"after {metrics['epoch']} epochs")
+
+
+def validate(setup: _Setup, has_val: bool, propagation: dict[str, dict], epoch: int,
+             final: bool, phases: TrialPhases) -> dict[str, float]:
+    """The measurements of an epoch where the objective is read: the validation error (if
+    there is a validation split), propagation, and on the final epoch the test error."""
+    started = time.perf_counter()
+    metrics = {}
+    if has_val:
+        with phases("val"):
+            metrics.update(evaluate(setup, "val"))
+    with phases("propagation"):
+        metrics.update(measure(setup, propagation, epoch))
+    if final:
+        # The test set is measured once, at the end: a search selects on validation error,
+        # and the test error of a half-trained network is read by no one.
+        with phases("test"):
+            metrics.update(evaluate(setup, "test"))
+    metrics["eval_seconds"] = time.perf_counter() - started
+    return metrics
 
 
 @torch.no_grad()

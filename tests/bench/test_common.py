@@ -1,5 +1,7 @@
 """Figures are one parseable line each; a missing one says why and has no number."""
 
+import pytest
+
 from bench.common import Timers, figure, missing, note, parse_figures
 
 
@@ -23,8 +25,26 @@ def test_timers_time_and_put_back():
 
     original = Owner.work
     with Timers() as timers:
-        assert timers.wrap(Owner, "work", "w")
-        assert not timers.wrap(Owner, "absent")
+        timers.wrap(Owner, "work", "w")
         assert Owner.work(3) == 6 and Owner.work(4) == 8
-    assert timers.calls["w"] == 2 and timers.seconds["w"] >= 0
+    assert timers.calls["w"] == 2 and timers.seconds["w"] >= 0 and timers.cpu_seconds["w"] >= 0
     assert Owner.work is original
+
+
+def test_timing_a_function_that_is_not_there_raises():
+    """A renamed function must break the benchmark, not print a figure of zero seconds."""
+    class Owner:
+        pass
+
+    with Timers() as timers, pytest.raises(AttributeError, match=r"Owner\.absent"):
+        timers.wrap(Owner, "absent")
+    assert not timers.calls
+
+
+def test_sections_time_blocks_by_name():
+    timers = Timers()
+    for _ in range(2):
+        with timers.section("block"):
+            sum(range(1000))
+    assert timers.calls["block"] == 2
+    assert timers.seconds["block"] > 0 and timers.cpu_seconds["block"] >= 0

@@ -4,9 +4,19 @@ batches, so the same loss at every step; and the script prints parseable figures
 import pytest
 import torch
 
+from bench.bare_loop import bare_loop
 from bench.common import parse_figures
-from bench.trial_vs_bare import bare_loop, interleaved, main, make_plan, platform_trial
+from bench.trial_vs_bare import (
+    BREAKDOWN,
+    UNFIGURED,
+    breakdown,
+    interleaved,
+    main,
+    make_plan,
+    platform_trial,
+)
 from search.trial import Splits
+from search.trial.loop import PHASES
 
 
 def synthetic(n_train=300, n_eval=40, size=16, seed=0) -> Splits:
@@ -72,3 +82,14 @@ def test_epoch_by_epoch_interleaving_changes_neither_run(data):
     assert [m["epoch"] for m in history if "val_error" in m] == [2, 4]
     assert bare["val_error"] == [m["val_error"] for m in history if "val_error" in m]
     assert 0 < trial["seconds"] and 0 < bare["seconds"]
+
+
+def test_every_phase_of_the_trial_has_a_figure_or_a_reason_not_to():
+    figured = {phase for phases in BREAKDOWN.values() for phase in phases}
+    assert figured | UNFIGURED == set(PHASES) and not figured & UNFIGURED
+
+
+def test_a_phase_without_a_figure_is_refused():
+    """Its seconds would otherwise land silently in `other`."""
+    with pytest.raises(ValueError, match="'warm_up'"):
+        breakdown({"seconds": 1.0, "parts": {"train": 0.5, "warm_up": 0.1}})

@@ -1,5 +1,6 @@
 """The trial: real training on real data, resume bit for bit, divergence as a result."""
 
+import contextlib
 import json
 import math
 
@@ -16,6 +17,7 @@ from search.trial import (
     run_trial,
 )
 from search.trial.directory import CHECKPOINT, METRICS, TrialDir
+from search.trial.loop import PHASES, TrialPhases
 from spaces import load_space
 
 CPU = RunOptions(device="cpu", threads=1)
@@ -91,6 +93,50 @@ def test_sparse_validation_measures_where_it_is_read_and_trains_the_same(digits,
     with pytest.raises(ValueError, match=r"validate_every=-1 is invalid; allowed: an integer "
                        ">= 0"):
         RunOptions(validate_every=-1)
+
+
+class RecordingPhases(TrialPhases):
+    """Every phase entered and left, in order, and every training step's loss."""
+
+    def __init__(self):
+        self.events, self.losses = [], []
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        self.events.append(("enter", name))
+        yield
+        self.events.append(("exit", name))
+
+    def step_loss(self, loss):
+        self.losses.append(loss.detach().clone())
+
+
+def test_phase_observer_sees_every_phase_and_changes_nothing(digits, tmp_path):
+    plan = _plan({"shortcut": "dropout"}, epochs=2)  # dropout: the random state matters too
+    plain = run_trial(plan, digits, tmp_path / "plain", None, CPU)
+    seen = RecordingPhases()
+    observed = run_trial(plan, digits, tmp_path / "observed", [].append, CPU, phases=seen)
+
+    timings = ("epoch_seconds", "images_per_second", "eval_seconds")
+    assert [{k: v for k, v in m.items() if k not in timings} for m in observed.history] == \
+        [{k: v for k, v in m.items() if k not in timings} for m in plain.history]
+    a = torch.load(tmp_path / "plain" / CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp_path / "observed" / CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    entered = [name for kind, name in seen.events if kind == "enter"]
+    epoch = ["train", "val", "propagation"]
+    assert entered == ["records", "build", "propagation_at_init", "records",
+                       *epoch, "checkpoint", "report",
+                       *epoch, "test", "checkpoint", "records", "report", "plots"]
+    assert sorted(set(entered)) == sorted(PHASES)
+    # Phases do not nest: each is left before the next is entered.
+    assert seen.events == [(kind, name) for name in entered for kind in ("enter", "exit")]
+    n, batch = len(digits.train_y), plan.recipe.batch_size
+    sizes = [min(batch, n - start) for start in range(0, n, batch)]
+    assert len(seen.losses) == 2 * len(sizes)
+    first_epoch = sum(float(loss) * size for loss, size in zip(seen.losses, sizes)) / n
+    assert first_epoch == pytest.approx(plain.history[0]["train_loss"], rel=1e-6)
 
 
 def test_checkpoint_loads_with_weights_only(digits, tmp_path):
