@@ -46,7 +46,7 @@ def grid_params(scale: str) -> list[dict[str, Any]]:
 
 def epoch_events(result) -> list[tuple[int, int, str, int]]:
     """(timestamp ms, step, configuration key, epoch) of every epoch MLflow received."""
-    from search.sender import client
+    from search.tracking.sender import client
 
     mlflow_client = client(result.tracking_uri)
     events = []

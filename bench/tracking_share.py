@@ -7,9 +7,9 @@ One real `small` trial trains on real CIFAR-10 (the benchmark's trial: `bench.tr
 Then the search's own tracker (`search.tracking.MlflowTracker`) records that trial as a search
 does, once per store: the run with its params and tags when the trial starts, each epoch's
 metrics as it is reported, and at the end its artifacts (metrics, plan, propagation, plots,
-final metrics) and its outcome. The tracker journals each of them (search/journal.py) and the
-sender (search/sender.py) delivers it; in a search the sender is a background thread, here it
-is called after each step so both are timed, on the driver:
+final metrics) and its outcome. The tracker journals each of them (search/tracking/journal.py)
+and the sender (search/tracking/sender.py) delivers it; in a search the sender is a background
+thread, here it is called after each step so both are timed, on the driver:
 
     tracking_share.<store>.share           tracking seconds of the trial / the trial's wall time
     tracking_share.<store>.trial_seconds   start + every epoch + the end
@@ -119,11 +119,14 @@ def settle(root: int, deadline: float, window: float = 2.0) -> None:
             return
 
 
-def fake_ray_trial(plan_dict: dict, params: dict, last: dict[str, Any]) -> SimpleNamespace:
-    """What the tracker reads from a Ray trial."""
-    config = {"run_key": RUN_KEY, "plan": plan_dict, "optuna_trial": 0, "seed": 0,
-              "params": params, "configuration_key": "bench"}
-    return SimpleNamespace(config=config, trial_id="bench_00000", last_result=last,
+def fake_ray_trial(plan, work_root: Path, last: dict[str, Any]) -> SimpleNamespace:
+    """What the tracker reads from a Ray trial: its `TrialConfig` as Ray carries it."""
+    from search.trial import TrialConfig, TrialContext
+
+    config = TrialConfig(plan, 0, "bench", TrialContext(work_root=str(work_root)),
+                         params=plan.params)
+    assert config.run_key == RUN_KEY, config.run_key
+    return SimpleNamespace(config=config.to_dict(), trial_id="bench_00000", last_result=last,
                            checkpoint=None, error_file=None)
 
 
@@ -134,10 +137,7 @@ def track(uri: str, work: Path, history: list[dict[str, Any]], plan, folder: Pat
     import optuna
 
     from search import SearchConfig
-    from search.journal import Journal
-    from search.sender import Sender
-    from search.tracking import MlflowTracker, start_search_run
-    from search.trial import plan_to_dict
+    from search.tracking import Journal, MlflowTracker, Sender, start_search_run
     from spaces import load_space
 
     space = load_space("paper-table1", "small")
@@ -157,11 +157,11 @@ def track(uri: str, work: Path, history: list[dict[str, Any]], plan, folder: Pat
 
     import mlflow
 
-    from search import tracking
+    from search.tracking import tracker as tracker_module
 
-    trial = fake_ray_trial(plan_to_dict(plan), plan.params, history[-1])
+    trial = fake_ray_trial(plan, work.parent, history[-1])
     timers = Timers()  # where the trial's tracking time goes
-    timers.wrap(tracking, "render_trial_plots", "plots")
+    timers.wrap(tracker_module, "render_trial_plots", "plots")
     # The run id written into the Optuna study: the storage calls the sender makes for it.
     for name in ("__init__", "get_study_id_from_name", "get_trial_id_from_study_id_trial_number",
                  "set_trial_user_attr", "set_study_user_attr"):

@@ -25,7 +25,6 @@ from .config import SearchConfig, SearchConfigError, Settings, grace_period, sch
 from .layout import SearchPaths, check_writable
 from .ranking import fail_threshold, interval95, label_failures, rank, read, save
 from .searcher import SpaceSearcher
-from .study import SCREENED
 from .stores import (
     absolute,
     absolute_dataset,
@@ -36,6 +35,7 @@ from .stores import (
     start_over,
     storage_uri,
 )
+from .study import SCREENED
 from .tracking.journal import PARENT, Journal
 from .tracking.records import (
     check_tracking_uri,

@@ -14,6 +14,7 @@ without the driver's data path still trains; a trial whose recipe asks for anoth
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from spaces import Recipe, load_space
 from .trial import (
     Splits,
     TrialConfig,
+    TrialPhases,
     checkpoint_epoch,
     choose_device,
     load_trial_data,
@@ -43,6 +45,19 @@ class StagedData:
     splits: Splits
 
 
+TrialObserver = Callable[[TrialConfig], TrialPhases]
+_observer: TrialObserver | None = None
+
+
+def observe_trials(observer: TrialObserver | None) -> None:
+    """Show every trial this process runs from now on to `observer(config)`, whose
+    `TrialPhases` sees the trial's phases: those of `run_trial`, and around them "data" (its
+    data, when it loads its own) and "trial" (the whole run). For benchmarks, from a Ray worker
+    setup hook; None stops observing."""
+    global _observer
+    _observer = observer
+
+
 def trial_function(config: dict[str, Any], data: StagedData | None = None) -> None:
     from ray import tune
 
@@ -53,19 +68,22 @@ def trial_function(config: dict[str, Any], data: StagedData | None = None) -> No
     trial = TrialConfig.from_dict(config)
     context, work = trial.context, trial.directory
     options = replace(context.options, device=trial_device(context.options.device))
+    phases = _observer(trial) if _observer else TrialPhases()
     _take_newer_checkpoint(tune.get_checkpoint(), work)
     if data is not None and data.regime == data_regime(trial.plan.recipe, context.dataset):
         splits = data.splits
     else:
-        splits = load_trial_data(trial.plan.recipe, context.dataset, context.data_dir,
-                                 context.cache_dir)
+        with phases("data"):
+            splits = load_trial_data(trial.plan.recipe, context.dataset, context.data_dir,
+                                     context.cache_dir)
     reported = []
 
     def report(metrics: dict[str, Any]) -> None:
         reported.append(metrics["epoch"])
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
 
-    result = run_trial(trial.plan, splits, work, report, options)
+    with phases("trial"):
+        result = run_trial(trial.plan, splits, work, report, options, phases=phases)
     if not reported:  # it had finished before a driver restart: hand Ray its result once
         tune.report(result.metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
 

@@ -46,19 +46,21 @@ if TYPE_CHECKING:
         load_propagation,
         read_metrics,
     )
-    from .loop import run_trial
+    from .loop import PHASES, TrialPhases, run_trial
     from .plots import render_trial_plots
 
 _LAZY = {
     "DataError": "data", "DataOptions": "data", "Splits": "data", "load_data": "data",
     "load_trial_data": "data", "TrialDir": "directory", "TrialDirError": "directory",
     "checkpoint_epoch": "directory", "load_propagation": "directory",
-    "read_metrics": "directory", "run_trial": "loop", "render_trial_plots": "plots",
+    "read_metrics": "directory", "PHASES": "loop", "TrialPhases": "loop", "run_trial": "loop",
+    "render_trial_plots": "plots",
 }
 """Names that need torch (or numpy's data stack), and the module that defines each."""
 
 __all__ = [
     "PENALTY_ERROR",
+    "PHASES",
     "STAGES",
     "DataError",
     "DataOptions",
@@ -70,6 +72,7 @@ __all__ = [
     "TrialContext",
     "TrialDir",
     "TrialDirError",
+    "TrialPhases",
     "TrialResult",
     "checkpoint_epoch",
     "choose_device",
