@@ -1,10 +1,14 @@
 """Running searches, in two layers (DESIGN.md):
 
-    trial/        one training run: data, the recipe's loop, the trial directory, its plots.
-                  No Ray, no MLflow: it runs the same under Ray, from the CLI, in a notebook.
-    (this level)  the orchestration: config.py (SearchConfig), runner.py (`run`), tuner.py
-                  (Ray Tune assembly), trainable.py, searcher.py (Optuna), tracking.py
-                  (MLflow), progress.py, ranking.py, layout.py (the results directory), cli.py.
+    trial/        one training run: the contract a search hands it (`TrialConfig`), the device
+                  decision, data, the recipe's loop, the trial directory, its plots. No Ray, no
+                  MLflow: it runs the same under Ray, from the CLI, in a notebook.
+    (this level)  the orchestration: config.py (SearchConfig), runner.py (`run`), stores.py
+                  (Ray's storage, the study's database, search.json), tuner.py (Ray Tune
+                  assembly), trainable.py, searcher.py (Optuna as Tune's search algorithm),
+                  study.py (samplers, the study), screen.py, progress.py, ranking.py, layout.py
+                  (the results directory); tracking/ (MLflow: journal, sender, records, the
+                  tracker), report/, cli/.
 
     from search import SearchConfig, run
     result = run("paper-table1", SearchConfig(scale="small", trials=12))
