@@ -11,20 +11,24 @@ real CIFAR-10 at the `small` scale's network and image size. The figure is
 
 where a trial's own time is what a bare loop also spends: training, validation, test (and the
 propagation measurements, part of the trial's science), timed inside the worker. Everything
-else is overhead, broken down from timings taken in the workers (a Ray worker setup hook wraps
-the trial layer's functions and Ray's report) and in the driver (the searcher's and the MLflow
-tracker's methods):
+else is overhead, broken down from timings taken in the workers (a Ray worker setup hook
+observes every trial's phases through `search.trainable.observe_trials`, and times Ray's
+persisting of a checkpoint) and in the driver (the searcher's and the MLflow tracker's
+methods):
 
-    actor_startup   slot time no trial function accounts for: Ray scheduling, new worker
+    actor_startup   slot time no trial phase accounts for: Ray scheduling, new worker
                     processes and their imports, actor reuse, the end of the search
-    data_loading    load_trial_data in the workers
-    checkpointing   the trial directory's records and checkpoint per epoch, and Ray copying
-                    the directory into its storage at each report
-    report_wait     the rest of each report: the worker waiting for the driver to take the
-                    result (Tune's bookkeeping, the callbacks below, ASHA, the searcher)
+    data_loading    the "data" phase: a trial loading its own data in the worker
+    checkpointing   the "checkpoint" phase (each epoch's metrics and checkpoint; a resume's
+                    reading them back), and Ray copying the trial directory into its storage
+                    at each report
+    report_wait     the rest of the "report" phase: the worker waiting for the driver to take
+                    the result (Tune's bookkeeping, the callbacks below, ASHA, the searcher)
     trial_build, trial_propagation_at_init, trial_plots
-                    run_trial's work before the first epoch and after the last
-    trial_other     the rest of run_trial: the trial directory's other files, Python
+                    the "build", "propagation_at_init" and "plots" phases: run_trial's work
+                    before the first epoch and after the last
+    trial_records   the "records" phase: the trial directory's plan, description and result
+    trial_other     the rest of the "trial" phase: Python between the phases
     driver: tracking and sampler seconds (MLflow callbacks and the search's parent run; the
     searcher's suggest/result/complete), measured where they run, on the driver: they reach
     the trials through report_wait and actor_startup, and take CPU from them.
@@ -40,44 +44,65 @@ import os
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from search.trial import TrialConfig, TrialPhases
 
 from .common import ROOT, Timers, default_dataset, figure, header, note
 
 EVENTS_ENV = "RESNET_SEARCH_BENCH_EVENTS"
 TRIALS = 12
 CONCURRENCY = 2
+OWN_PHASES = ("train", "val", "test", "propagation")
+"""The trial's own work: what a bare loop also does (propagation is part of its science)."""
 
 
 # ------------------------------------------------------------------ worker instrumentation
 
 
-def instrument_worker() -> None:
-    """Ray worker setup hook: time the trial layer's phases into `$EVENTS_ENV/<pid>.jsonl`."""
+class PhaseEvents(TrialPhases):
+    """One trial's phases, each appended to `path` as an event keyed by the trial's run key."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        self.path, self.key = path, key
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.time()
+        try:
+            yield
+        finally:  # a trial that raises still shows where its time went
+            record(self.path, name, start, time.time(), self.key)
+
+
+class TrialEvents:
+    """The observer a worker's hook installs (`search.trainable.observe_trials`): every trial
+    the process runs records its phases into the process's events file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, config: TrialConfig) -> PhaseEvents:
+        return PhaseEvents(self.path, config.run_key)
+
+
+def instrument_worker() -> TrialEvents | None:
+    """Ray worker setup hook: record this process's trials' phases into
+    `$EVENTS_ENV/<pid>.jsonl`; the observer it installed (None without `$EVENTS_ENV`)."""
     folder = os.environ.get(EVENTS_ENV)
     if not folder:
-        return
+        return None
     path = Path(folder) / f"{os.getpid()}.jsonl"
     record(path, "process", _process_start(), time.time())
 
-    import ray.tune
-
     from search import trainable
-    from search.trial import loop
-    from search.trial.directory import TrialDir
 
-    _timed(path, trainable, "run_trial", key=lambda plan, data, out, *a, **k: Path(out).name)
-    _timed(path, trainable, "load_trial_data")
-    for name in ("build", "train_epoch", "evaluate", "measure", "measure_propagation",
-                 "render_trial_plots"):
-        _timed(path, loop, name)
-    _timed(path, TrialDir, "save_epoch")
-    _timed(path, ray.tune, "report")
-    with contextlib.suppress(ImportError):
-        from ray.train._internal.storage import StorageContext
-
-        _timed(path, StorageContext, "persist_current_checkpoint", event="persist")
+    observer = TrialEvents(path)
+    trainable.observe_trials(observer)
+    _time_ray_persist(path)
+    return observer
 
 
 def record(path: Path, event: str, start: float, end: float, key: str = "") -> None:
@@ -86,25 +111,32 @@ def record(path: Path, event: str, start: float, end: float, key: str = "") -> N
                             "pid": os.getpid()}) + "\n")
 
 
-def _timed(path: Path, owner: Any, attr: str, event: str | None = None, key=None) -> None:
-    """Record every call of `owner.attr` as an event; a name that is not there raises, so that
-    no part of the split silently reads zero."""
+def _time_ray_persist(path: Path) -> None:
+    """Record Ray's copy of a checkpoint into its storage as "persist" events.
+
+    The one wrapper left in the workers, on a third-party method: Ray persists inside
+    `tune.report`, which the trial's "report" phase brackets whole, and this splits that
+    phase into copying (checkpointing) and waiting for the driver (report_wait). A Ray
+    without the method raises, so that the split never silently reads zero."""
     try:
-        original = getattr(owner, attr)
+        from ray.train._internal.storage import StorageContext
+    except ImportError:  # another Ray layout: the whole report counts as waiting
+        return
+    try:
+        original = StorageContext.persist_current_checkpoint
     except AttributeError:
-        where = getattr(owner, "__name__", repr(owner))
-        raise AttributeError(f"cannot time {where}.{attr}: there is no such attribute "
-                             "(renamed? update the benchmark)") from None
+        raise AttributeError("cannot time StorageContext.persist_current_checkpoint: Ray no "
+                             "longer has it (update the benchmark)") from None
 
     @functools.wraps(original)
-    def timed(*args, **kwargs):
+    def persist(*args: Any, **kwargs: Any) -> Any:
         start = time.time()
         try:
             return original(*args, **kwargs)
         finally:
-            record(path, event or attr, start, time.time(), key(*args, **kwargs) if key else "")
+            record(path, "persist", start, time.time())
 
-    setattr(owner, attr, timed)
+    StorageContext.persist_current_checkpoint = persist
 
 
 def _process_start() -> float:
@@ -179,7 +211,7 @@ def actor_timeline(events: list[dict[str, Any]], start: float, end: float) -> di
     search's end (the last trials running alone, the search's wrap-up)."""
     by_pid = defaultdict(list)
     for e in events:
-        if e["event"] == "run_trial":
+        if e["event"] == "trial":
             by_pid[e["pid"]].append(e)
     out = {"to_first_trial": 0.0, "between_trials": 0.0, "after_last_trial": 0.0}
     for runs in by_pid.values():
@@ -191,24 +223,20 @@ def actor_timeline(events: list[dict[str, Any]], start: float, end: float) -> di
 
 
 def analyse(events: list[dict[str, Any]], wall: float, concurrency: int) -> dict[str, float]:
-    """Slot seconds by kind, from the workers' events (see the module docstring)."""
+    """Slot seconds by kind, from the workers' events (see the module docstring). The phases
+    of `run_trial` lie inside "trial", one after another; "persist" lies inside "report"."""
     total = defaultdict(float)
     for e in events:
         total[e["event"]] += e["end"] - e["start"]
-    own = total["train_epoch"] + total["evaluate"] + total["measure"]
-    checkpointing = total["save_epoch"] + total["persist"]
-    report_wait = total["report"] - total["persist"]
-    data = total["load_trial_data"]
-    plots = total["render_trial_plots"]
-    init_propagation = total["measure_propagation"] - total["measure"]
-    inside = (total["run_trial"] - own - total["save_epoch"] - total["report"] - plots
-              - init_propagation - total["build"])
-    slots = wall * concurrency
-    parts = {"own": own, "data_loading": data, "checkpointing": checkpointing,
-             "report_wait": report_wait, "trial_plots": plots,
-             "trial_propagation_at_init": init_propagation, "trial_build": total["build"],
-             "trial_other": inside}
-    parts["actor_startup"] = slots - sum(parts.values())
+    parts = {"own": sum(total[name] for name in OWN_PHASES), "data_loading": total["data"],
+             "checkpointing": total["checkpoint"] + total["persist"],
+             "report_wait": total["report"] - total["persist"], "trial_plots": total["plots"],
+             "trial_propagation_at_init": total["propagation_at_init"],
+             "trial_build": total["build"], "trial_records": total["records"]}
+    # Every part but the data lies inside "trial" (persist through report): the rest of it is
+    # trial_other, so a phase this split does not name lands there, not outside the sum.
+    parts["trial_other"] = total["trial"] - (sum(parts.values()) - parts["data_loading"])
+    parts["actor_startup"] = wall * concurrency - sum(parts.values())
     return parts
 
 
@@ -252,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ray.shutdown()
         log = read_events(events)
-    trial_pids = {e["pid"] for e in log if e["event"] == "run_trial"}
-    ran = [e for e in log if e["event"] == "run_trial"]
+    ran = [e for e in log if e["event"] == "trial"]
+    trial_pids = {e["pid"] for e in ran}
     note(f"{len(ran)} trials ({len(result.trials)} in MLflow) of {space.name} at the "
          f"{args.scale} scale, {epochs} epochs each, on {dataset}; concurrency "
          f"{args.concurrency}; {len(trial_pids)} worker processes ran them")
