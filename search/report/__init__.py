@@ -18,7 +18,10 @@ No Ray, no MLflow, no torch: it runs in seconds, after the search or long after.
     replay.py      ASHA and synchronous successive halving replayed on full learning curves;
                    a zero-cost screen from the propagation at initialisation
     importance.py  parameter importance that knows conditional axes
-    core.py        the report assembled, and what the trials cost (`compute_table`)
+    sections.py    the report's sections, a builder each, and what the trials cost
+                   (`compute_table`); paper_section.py: the section against the paper
+    display.py     the tables as printed: rounded, intervals as "mean ± half-width"
+    core.py        `report()`: the sections composed into report.md and report.html
     plots.py, render.py   the figures; Markdown and HTML
 """
 

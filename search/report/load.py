@@ -19,8 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from residual.kinds import ONE_MINUS_LAMBDA, SHORTCUT_PARAMS
 from search.layout import SearchPaths
 from search.ranking import read
+from search.trial.contract import METRICS, PLAN, PROPAGATION, run_key
 
 BUILTIN_SPACES = ("paper-table1", "paper-table2", "paper-joint", "paper-depth")
 """The spaces whose reports carry the paper's columns."""
@@ -167,7 +169,7 @@ def _configuration(row: pd.Series, trials: pd.DataFrame, paths: SearchPaths,
         directory = _run_dir(paths.work, trial)
         run = _read_run(directory, trial)
         if directory is not None and not config.net:
-            plan = directory / "plan.json"
+            plan = directory / PLAN
             if plan.exists():
                 config.net = json.loads(plan.read_text()).get("net", {})
         config.runs.append(run)
@@ -179,8 +181,13 @@ def _configuration(row: pd.Series, trials: pd.DataFrame, paths: SearchPaths,
     return config
 
 
+def _run_key(trial: pd.Series) -> str:
+    """The seed run's key, its trial directory's name (`0003-s1`)."""
+    return run_key(int(trial["optuna_trial"]), int(trial["seed"]))
+
+
 def _run_dir(work: Path, trial: pd.Series) -> Path | None:
-    directory = work / f"{int(trial['optuna_trial']):04d}-s{int(trial['seed'])}"
+    directory = work / _run_key(trial)
     return directory if directory.is_dir() else None
 
 
@@ -190,7 +197,7 @@ def _read_run(directory: Path | None, trial: pd.Series) -> Run:
     propagation: dict[int, dict[str, Any]] = {}
     seconds = 0.0
     if directory is not None:
-        metrics = directory / "metrics.jsonl"
+        metrics = directory / METRICS
         if metrics.exists():
             lines = [json.loads(line) for line in metrics.read_text().splitlines()
                      if line.strip()]
@@ -201,12 +208,12 @@ def _read_run(directory: Path | None, trial: pd.Series) -> Run:
             # An epoch trained again after a resume is recorded again: the last record counts.
             seconds = sum(m.get("epoch_seconds", 0.0) + m.get("eval_seconds", 0.0)
                           for m in by_epoch.values())
-        profile = directory / "propagation.json"
+        profile = directory / PROPAGATION
         if profile.exists():
             propagation = {int(k): v for k, v in json.loads(profile.read_text()).items()}
-    return Run(directory.name if directory else f"{int(trial['optuna_trial']):04d}-s"
-               f"{int(trial['seed'])}", int(trial["seed"]), str(trial["outcome"]),
-               int(trial["epochs"]), curve, propagation, train_loss, seconds)
+    return Run(directory.name if directory else _run_key(trial), int(trial["seed"]),
+               str(trial["outcome"]), int(trial["epochs"]), curve, propagation, train_loss,
+               seconds)
 
 
 def _unit_from_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -215,10 +222,10 @@ def _unit_from_params(params: dict[str, Any]) -> dict[str, Any]:
     unit = {"shortcut": params.get("shortcut", "identity"),
             "activation": params.get("activation", "original"),
             "bottleneck": bool(params.get("bottleneck", False))}
-    for name in ("lam", "branch_scale", "gate_bias", "dropout_p", "dropout_rescale"):
+    for name in SHORTCUT_PARAMS:
         if name in params:
             unit[name] = params[name]
-    if unit.get("branch_scale") == "1-lambda" and isinstance(unit.get("lam"), float):
+    if unit.get("branch_scale") == ONE_MINUS_LAMBDA and isinstance(unit.get("lam"), float):
         unit["branch_scale"] = 1.0 - unit["lam"]
     return unit
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from residual.kinds import SHORTCUT_PARAMS
 from residual.paper import TABLE1, TABLE2, TABLE3, PaperRow
 
 from .load import Configuration, SearchRecord
@@ -25,8 +26,9 @@ from .load import Configuration, SearchRecord
 FAIL_VALUE = 1e9
 """The paper's "fail" as a number for ranking: tied last, behind every published error."""
 
-UNIT_FIELDS = ("shortcut", "activation", "bottleneck", "lam", "branch_scale", "gate_bias",
-               "dropout_p", "dropout_rescale")
+UNIT_FIELDS = ("shortcut", "activation", "bottleneck", *SHORTCUT_PARAMS)
+"""The `UnitSpec` fields a match compares: the unit's kind and placement, and every
+parameter a shortcut kind may use."""
 
 
 def _same_value(a: Any, b: Any) -> bool:
