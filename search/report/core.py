@@ -26,7 +26,14 @@ from .sections import (
     replayed_scheduler,
     soundness_section,
 )
-from .verdict import failures, verdict_lines
+from .verdict import (
+    failures,
+    failures_line,
+    margin_lines,
+    placements_line,
+    shortcuts_line,
+    winner_line,
+)
 
 __all__ = ["PLOTS", "Report", "compute_table", "replayed_scheduler", "report"]
 
@@ -111,3 +118,22 @@ def _write(document: Document, parts: Parts) -> None:
     parts.paths["html"] = directory / "report.html"
     parts.paths["markdown"].write_text(to_markdown(document, directory))
     parts.paths["html"].write_text(to_html(document))
+
+
+def verdict_lines(record: SearchRecord, taus: dict[str, TauResult], threshold: float | None,
+                  rule: str) -> list[str]:
+    """One sentence per question, with its numbers (PAPER.md section 7)."""
+    lines = [winner_line(record)]
+    for line in (placements_line(record), shortcuts_line(record)):
+        if line:
+            lines.append(line)
+    lines += margin_lines(record)
+    failure_line = failures_line(
+        record, rule if threshold is None else f"fail: test error above {100 * threshold:.1f}%")
+    if failure_line:
+        lines.append(failure_line)
+    if taus:
+        lines.append("Rank agreement with the paper: " + "; ".join(
+            f"{t.table} tau-b {t.tau:+.2f} over {t.n} rows" if t.n >= 2 else
+            f"{t.table} fewer than two rows" for t in taus.values()) + ".")
+    return lines

@@ -21,7 +21,7 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f", "#bcbd22", "#17becf")
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     return path
@@ -64,7 +64,7 @@ def error_plot(ranking: pd.DataFrame, path: Path, paper_marks: dict[str, str] | 
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3,
               frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def curve_plot(curves: dict[str, list[float]], path: Path,
@@ -95,7 +95,7 @@ def curve_plot(curves: dict[str, list[float]], path: Path,
         ax.set_title(f"x: where ASHA (grace {replay.grace_period}, reduction factor "
                      f"{replay.reduction_factor:g}) would stop it", fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def axis_plot(frame: pd.DataFrame, path: Path, objective: str = "objective",
@@ -124,7 +124,7 @@ def axis_plot(frame: pd.DataFrame, path: Path, objective: str = "objective",
         ax.grid(axis="y", alpha=0.3)
         if i == 0:
             ax.set_ylabel("objective: validation error (%)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _short(value: object) -> str:
@@ -161,7 +161,7 @@ def importance_plot(table: pd.DataFrame, path: Path) -> Path | None:
     ax.set_title("blue: top-level axis, over all configurations; green: conditional, within "
                  "its [branch]", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def zero_position(shares: ArrayLike) -> float:
@@ -216,5 +216,5 @@ def propagation_plot(table: pd.DataFrame, path: Path) -> Path | None:
             ax.set_yticks(y, [""] * len(y))
         ax.set_xlabel(f"direct-path share of unit 0 (log; 0 drawn at {floor:g})", fontsize=8)
         ax.legend(fontsize=7, loc="upper left")  # the best rows, near 1, leave it free
-    return _save(fig, path)
+    return save_figure(fig, path)
 

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .load import Configuration, SearchRecord
-from .plots import COLOURS, _save
+from .plots import COLOURS, save_figure
 from .verdict import PLACEMENT_NAMES, comparable, difference
 
 PRE_ACTIVATIONS = ("full_preact", "relu_preact")
@@ -104,7 +104,7 @@ def trend_plot(trend: pd.DataFrame, path: Path) -> Path | None:
         ax.set_title(f"{unit} units: above 0, pre-activation is better", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loss_plot(record: SearchRecord, path: Path) -> Path | None:
@@ -136,4 +136,4 @@ def loss_plot(record: SearchRecord, path: Path) -> Path | None:
                      fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

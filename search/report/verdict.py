@@ -21,7 +21,6 @@ import numpy as np
 from scipy import stats
 
 from .load import Configuration, SearchRecord
-from .paper import TauResult
 
 PLACEMENT_NAMES = {"original": "the original unit", "bn_after_add": "BN after addition",
                    "relu_before_add": "ReLU before addition",
@@ -330,21 +329,3 @@ def failures_line(record: SearchRecord, rule: str) -> str | None:
     return (f"The paper's failures fail here? {answer}: {parts} labelled fail{extra} "
             f"({rule}).")
 
-
-def verdict_lines(record: SearchRecord, taus: dict[str, TauResult], threshold: float | None,
-                  rule: str) -> list[str]:
-    """One sentence per question, with its numbers (PAPER.md section 7)."""
-    lines = [winner_line(record)]
-    for line in (placements_line(record), shortcuts_line(record)):
-        if line:
-            lines.append(line)
-    lines += margin_lines(record)
-    failure_line = failures_line(
-        record, rule if threshold is None else f"fail: test error above {100 * threshold:.1f}%")
-    if failure_line:
-        lines.append(failure_line)
-    if taus:
-        lines.append("Rank agreement with the paper: " + "; ".join(
-            f"{t.table} tau-b {t.tau:+.2f} over {t.n} rows" if t.n >= 2 else
-            f"{t.table} fewer than two rows" for t in taus.values()) + ".")
-    return lines
