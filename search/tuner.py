@@ -158,6 +158,19 @@ def trial_dirname(trial) -> str:
     return f"{TrialConfig.from_dict(trial.config).run_key}-{trial.trial_id}"
 
 
+MOVED_MODULES = {"search.journal": "search.tracking.journal"}
+"""Modules that moved, by the name a search begun before the move pickled them under (its
+tracker's journal, in Tune's tuner.pkl)."""
+
+
+def _know_moved_modules() -> None:
+    """Let a restored Tuner unpickle what an earlier layout of this package pickled."""
+    from importlib import import_module
+
+    for old, new in MOVED_MODULES.items():
+        sys.modules.setdefault(old, import_module(new))
+
+
 class FixedRuns(Searcher):
     """Hands Ray Tune a fixed list of trials, in order (the final retraining)."""
 
@@ -198,6 +211,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     name = settings.name + ("-final" if retrain else "")
     experiment = f"{settings.storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(experiment):
+        _know_moved_modules()
         return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                   resume_errored=not config.give_up_errored)
     if retrain:

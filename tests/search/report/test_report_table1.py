@@ -4,6 +4,9 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +16,7 @@ from residual import UnitSpec
 from residual.paper import TABLE1
 
 NAME = "t1"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,7 @@ def done(results, run_report):
 
 
 def test_the_report_needs_no_ray_and_writes_both_files(done, results):
-    assert "ray" not in done["modules"] and "mlflow" not in done["modules"]
+    assert not {"torch", "ray", "mlflow"} & set(done["modules"])
     directory = results / "searches" / NAME
     assert done["paths"]["markdown"] == str(directory / "report.md")
     assert done["paths"]["html"] == str(directory / "report.html")
@@ -194,3 +198,22 @@ def test_curves_validated_at_the_end_only_get_no_replay_and_say_why(results, tmp
     assert ("No replay of the default ASHA: the search validated its trials at epochs 3 only, "
             "not at its rungs (1, 2)") in r.markdown.read_text()
     assert "curves" in r.paths  # one point per configuration
+
+
+def test_the_report_command_loads_no_torch_ray_or_mlflow(results):
+    """`resnet-search report NAME` after a real search, in a fresh interpreter: it reads what
+    the search left (the trial contract's file names and run keys included) without torch."""
+    report = results / "searches" / NAME / "report.md"
+    written = report.read_text()
+    report.unlink()  # the one checked is the command's
+    code = ("import sys\n"
+            "from search.cli import main\n"
+            f"rc = main(['report', {NAME!r}, '--results-dir', {str(results)!r}])\n"
+            "print('RC', rc, 'MODULES', ' '.join(sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rc, _, modules = done.stdout.rpartition("RC ")[2].partition(" MODULES ")
+    loaded = sorted(m for m in modules.split() if m.split(".")[0] in ("torch", "ray", "mlflow"))
+    assert rc == "0" and loaded == [], loaded[:10]
+    assert report.read_text() == written  # the same report, written again
