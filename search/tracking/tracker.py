@@ -20,7 +20,14 @@ from typing import Any
 from ray import tune
 
 from ..trial import TrialConfig, read_metrics, render_trial_plots, trial_outcome
-from ..trial.contract import LEARNING_CURVE, METRICS, PLAN, PROPAGATION, PROPAGATION_PLOT
+from ..trial.contract import (
+    LEARNING_CURVE,
+    METRICS,
+    PLAN,
+    PROPAGATION,
+    PROPAGATION_PLOT,
+    RESULT,
+)
 from .journal import PARENT, Journal, replay
 from .records import METRIC_NAMES
 
@@ -104,13 +111,17 @@ class MlflowTracker(tune.Callback):
         self._logged()[key] = set()
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        self._log_epochs(trial, [result])
+        self._log_epochs(self._run_key(trial), [result])
 
-    def _log_epochs(self, trial, results: list[dict]) -> None:
-        """Per-epoch metrics with step = epoch, each epoch once (a restart may repeat one)."""
+    def _run_key(self, trial) -> str:
+        """The trial's run key, its MLflow run created the first time it is seen."""
         key = TrialConfig.from_dict(trial.config).run_key
         if key not in self._logged():
             self._create(trial)
+        return key
+
+    def _log_epochs(self, key: str, results: list[dict]) -> None:
+        """Per-epoch metrics with step = epoch, each epoch once (a restart may repeat one)."""
         logged = self._logged()[key]
         now = int(time.time() * 1000)
         batch = []
@@ -129,25 +140,59 @@ class MlflowTracker(tune.Callback):
         self._finish(trial, "error")
 
     def _finish(self, trial, outcome: str) -> None:
-        key = TrialConfig.from_dict(trial.config).run_key
-        final = {"outcome": outcome, **(trial.last_result or {})}
+        error_file = trial.error_file if outcome == "error" else None
         with tempfile.TemporaryDirectory() as tmp:
-            source = self._trial_files(trial, Path(tmp))
-            staged = Path(tmp, "artifacts")
-            staged.mkdir()
-            if source is not None:
-                # Epochs reported while the driver was down reach MLflow from the trial's file.
-                self._log_epochs(trial, read_metrics(source))
-                if _plots_stale(source):  # a trial stopped early never drew its own
-                    render_trial_plots(source)
-                for name in ARTIFACTS:
-                    if (source / name).exists():
-                        shutil.copy(source / name, staged / name)
-            (staged / "final_metrics.json").write_text(json.dumps(
-                {k: v for k, v in final.items() if _jsonable(v)}, indent=1))
-            if outcome == "error" and trial.error_file and os.path.exists(trial.error_file):
-                shutil.copy(trial.error_file, staged / "error.txt")
-            self.journal.artifacts(key, staged)
+            self._close(self._run_key(trial), outcome, self._trial_files(trial, Path(tmp)),
+                        trial.last_result or {}, error_file, Path(tmp))
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        """Close the seed runs a driver lost: the journal shows them running although Optuna
+        was told their configuration. Telling Optuna happens just before this callback
+        records the end, and a driver killed between the two, before Tune's next snapshot,
+        leaves a trial no restore reports again: its run would stay "running" and the search
+        unfinished forever. Told means every seed ended; one without its own result file was
+        stopped by the scheduler."""
+        if not self.optuna_storage:
+            return
+        live = {TrialConfig.from_dict(t.config).run_key for t in trials if not t.is_finished()}
+        open_runs = {ref: run for ref, run in replay(self.journal).items()
+                     if ref != PARENT and ref not in live and run.tags.get("stage") == "search"
+                     and run.tags.get("outcome") == "running"}
+        if not open_runs:
+            return
+        told = {t.number for t in _study(self.optuna_storage, self.search_name)
+                .get_trials(deepcopy=False) if t.state.is_finished()}
+        for ref, run in open_runs.items():
+            if int(run.tags["optuna_trial"]) in told:
+                source = Path(self.work_root) / ref
+                history = read_metrics(source)
+                result = source / RESULT
+                ended = json.loads(result.read_text())["outcome"] if result.exists() \
+                    else "stopped"
+                with tempfile.TemporaryDirectory() as tmp:
+                    self._close(ref, ended, source if source.exists() else None,
+                                history[-1] if history else {}, None, Path(tmp))
+
+    def _close(self, key: str, outcome: str, source: Path | None, last_result: dict,
+               error_file: str | None, tmp: Path) -> None:
+        """The run's end: the epochs its directory holds that MLflow lacks, its artifacts and
+        final metrics, its outcome and status."""
+        final = {"outcome": outcome, **last_result}
+        staged = tmp / "artifacts"
+        staged.mkdir()
+        if source is not None:
+            # Epochs reported while the driver was down reach MLflow from the trial's file.
+            self._log_epochs(key, read_metrics(source))
+            if _plots_stale(source):  # a trial stopped early never drew its own
+                render_trial_plots(source)
+            for name in ARTIFACTS:
+                if (source / name).exists():
+                    shutil.copy(source / name, staged / name)
+        (staged / "final_metrics.json").write_text(json.dumps(
+            {k: v for k, v in final.items() if _jsonable(v)}, indent=1))
+        if error_file and os.path.exists(error_file):
+            shutil.copy(error_file, staged / "error.txt")
+        self.journal.artifacts(key, staged)
         self.journal.tags(key, {"outcome": outcome})
         self.journal.status(key, "FAILED" if outcome == "error" else "FINISHED")
 
@@ -159,6 +204,12 @@ class MlflowTracker(tune.Callback):
         if trial.checkpoint is not None:
             return Path(trial.checkpoint.to_directory(str(tmp / "checkpoint")))
         return None
+
+
+def _study(storage: str, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def _plots_stale(trial_dir: Path) -> bool:
