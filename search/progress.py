@@ -11,6 +11,7 @@ from ray import tune
 
 from .ranking import label
 from .trial import TrialConfig, trial_outcome
+from .trial.result import UNFINISHED
 
 
 def _elapsed(seconds: float) -> str:
@@ -54,8 +55,13 @@ class ProgressPrinter(tune.Callback):
         self._done(trials, trial, "error")
 
     def _done(self, trials, trial, outcome: str) -> None:
-        self.outcomes[trial.trial_id] = outcome
         result = trial.last_result or {}
+        if outcome == UNFINISHED:  # not done: the search runs it again
+            self._print(f"{outcome:8s} {_name(trial)} after {result.get('epoch')} epochs: Ray "
+                        "Tune ended it short of its budget without a scheduler's decision; it "
+                        "runs again from its checkpoint")
+            return
+        self.outcomes[trial.trial_id] = outcome
         detail = ""
         if outcome in ("ok", "stopped"):
             val, test = result.get("val_error"), result.get("test_error")

@@ -21,32 +21,35 @@ import ray
 
 from spaces import SearchSpace, get_scale, load_space
 
-from .config import SearchConfig, SearchConfigError, Settings, grace_period, scheduler_rungs
+from .config import SearchConfig, SearchConfigError, Settings, scheduler_rungs
 from .layout import SearchPaths, check_writable
 from .ranking import fail_threshold, interval95, label_failures, rank, read, save
 from .searcher import SpaceSearcher
 from .stores import (
+    AGAIN,
     absolute,
     absolute_dataset,
     check_same_search,
     check_stores,
+    record_search,
+    remove_experiment,
     save_state,
     saved_state,
     start_over,
     storage_uri,
 )
 from .study import SCREENED
-from .tracking.journal import PARENT, Journal
+from .tracking.journal import Journal
 from .tracking.records import (
     check_tracking_uri,
     finish_search_run,
     mark_failures,
-    start_search_run,
     trial_records,
 )
 from .tracking.sender import Sender
 from .trainable import StagedData, data_regime
 from .trial import RunOptions, TrialConfig, TrialContext, load_trial_data
+from .trial.result import UNFINISHED
 from .tuner import (
     check_local_device,
     check_ray_devices,
@@ -157,7 +160,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                            saved_state(paths).get("generation", 0))
         paths.work.mkdir(parents=True, exist_ok=True)
         journal = Journal(paths.search)
-        _search_state(space, config, settings, journal)
+        record_search(space, config, settings, journal)
         sender = Sender(journal, settings.tracking_uri, config.progress).start()
         searcher = SpaceSearcher(
             space, config.scale, settings.optuna_storage, settings.name,
@@ -171,6 +174,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                            concurrency=default_concurrency(config, total), data=data)
         tuner.fit()
         result = _finish(space, config, settings, journal, sender)
+        result = _run_again(space, config, settings, journal, sender, searcher, result)
         if config.screen:
             _record_screened(searcher, settings, journal)
         if config.give_up_errored:
@@ -209,13 +213,40 @@ def _give_up_errored(searcher: SpaceSearcher, result: SearchResult, progress: bo
     outcomes (`SearchConfig.give_up_errored`)."""
     if result.trials.empty:
         return
-    told = searcher.give_up_errored({
-        int(number): dict(zip(runs["seed"].astype(int), runs["outcome"]))
-        for number, runs in result.trials.groupby("optuna_trial")})
+    told = searcher.tell_ended(_outcomes(result.trials), errored=True)
     if told and progress:
         print(f"gave up on {len(told)} configuration(s) whose trials ended in error (Optuna "
               f"trial(s) {', '.join(map(str, told))}): told from the seeds that finished, FAIL "
               "where none did", flush=True)
+
+
+def _outcomes(trials: pd.DataFrame) -> dict[int, dict[int, str]]:
+    """Optuna trial number -> seed -> outcome, as the records say."""
+    return {int(number): dict(zip(runs["seed"].astype(int), runs["outcome"]))
+            for number, runs in trials.groupby("optuna_trial")}
+
+
+def _run_again(space: SearchSpace, config: SearchConfig, settings: Settings, journal: Journal,
+               sender: Sender, searcher: SpaceSearcher, result: SearchResult) -> SearchResult:
+    """Seed runs Ray Tune ended short of their budget without a scheduler's decision
+    (`unfinished`) run again, each from its own directory's checkpoint, in an experiment of
+    their own (FIFO, to their budget); the search is then ranked again and Optuna told the
+    configurations whose seeds have all ended. An interrupted search runs nothing more."""
+    outcomes = result.trials.get("outcome", pd.Series(dtype=str))
+    short = result.trials[outcomes == UNFINISHED]
+    if short.empty or (outcomes == "running").any():
+        return result
+    runs = [searcher.trial_config(int(number), int(seed))
+            for number, seed in zip(short["optuna_trial"], short["seed"])]
+    if config.progress:
+        print(f"{len(runs)} trial(s) ended short of their budget without a scheduler's "
+              "decision: running them again from their checkpoints", flush=True)
+    remove_experiment(settings.storage, settings.name + AGAIN)  # the trials' own checkpoints
+    make_tuner(config, settings, None, journal, space, total=len(runs), suffix=AGAIN,
+               concurrency=default_concurrency(config, len(runs)), retrain=runs).fit()
+    result = _finish(space, config, settings, journal, sender)
+    searcher.tell_ended(_outcomes(result.trials))
+    return result
 
 
 def _unfinished(result: SearchResult, searcher: SpaceSearcher,
@@ -226,6 +257,7 @@ def _unfinished(result: SearchResult, searcher: SpaceSearcher,
     outcomes = result.trials.get("outcome", pd.Series(dtype=str)).value_counts()
     resumable = {"error": "ended in error"} if not errors_final else {}
     resumable["running"] = "did not end (interrupted)"
+    resumable[UNFINISHED] = "ended short of their budget without a scheduler's decision"
     left = [f"{outcomes[o]} trial(s) {said}" for o, said in resumable.items()
             if outcomes.get(o, 0)]
     if not searcher.nothing_left_to_ask():
@@ -290,29 +322,6 @@ def _report(settings: Settings, journal: Journal, result: SearchResult) -> Searc
     files = [path for path in written.paths.values() if Path(path).is_file()]
     finish_search_run(journal, files, tags={"mlflow.note.content": written.summary})
     return replace(result, report=written)
-
-
-def _search_state(space: SearchSpace, config: SearchConfig, settings: Settings,
-                  journal: Journal) -> None:
-    """The search's record (search.json) and its parent MLflow run, journaled once, running
-    again on resume."""
-    paths = settings.paths
-    if paths.state.exists():  # same identity: `prepare` checked
-        journal.status(PARENT, "RUNNING")
-        return
-    artifacts = (paths.mlflow_artifacts.as_uri()
-                 if settings.tracking_uri.startswith("sqlite:///") else None)
-    start_search_run(journal, config, space, settings.name, settings.dataset, artifacts,
-                     settings.generation)
-    save_state(paths, {"name": settings.name, "tracking_uri": settings.tracking_uri,
-                        "optuna_storage": settings.optuna_storage, "space": space.name,
-                        "generation": settings.generation, "identity": settings.identity,
-                        # What the report's ASHA replay repeats (not part of the identity:
-                        # resuming with another scheduler is allowed).
-                        "scheduler": {"name": config.scheduler,
-                                      "grace_period": grace_period(config.grace_period,
-                                                                   settings.epochs),
-                                      "reduction_factor": config.reduction_factor}})
 
 
 def _finished_before(settings: Settings) -> SearchResult:

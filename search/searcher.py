@@ -40,6 +40,7 @@ from .study import (
     DUPLICATE_OF,
     EXHAUSTED_AFTER,
     SCREENED,
+    answer_duplicate,
     make_sampler,
     open_study,
 )
@@ -51,8 +52,11 @@ from .trial import (
     run_key,
     trial_outcome,
 )
+from .trial.result import UNFINISHED
 
 OBJECTIVE = "objective"
+ENDED = {"ok", "diverged", "stopped"}
+"""The outcomes of a seed run that ended: Optuna can be told its configuration."""
 MAX_DUPLICATES = 100
 """Proposals in a row that repeat evaluated configurations before the space counts as
 exhausted: each costs one ask and one tell, no training."""
@@ -244,7 +248,7 @@ class SpaceSearcher(Searcher):
                 self.study.tell(trial, state=TrialState.FAIL)
                 raise
             if key in self.keys:
-                self._answer_duplicate(trial, self.keys[key])
+                answer_duplicate(self.study, trial, self.keys[key])
                 continue
             if self.screen and self._screened_out(trial, params, key):
                 continue
@@ -279,22 +283,6 @@ class SpaceSearcher(Searcher):
         key = configuration_key(self._plan(params))
         self.keys.setdefault(key, number)
         self.groups[number] = {"params": params, "key": key, "trial_ids": {}, "results": {}}
-
-    def _answer_duplicate(self, trial: optuna.Trial, original: int) -> None:
-        """A configuration asked again is not trained again: the new Optuna trial gets the
-        original's result (its value, or PRUNED with its last intermediate value); while the
-        original still runs it is dropped as FAIL, which samplers ignore, and Optuna asks
-        again."""
-        trial.set_user_attr(DUPLICATE_OF, original)
-        done = self.study.get_trials(deepcopy=False)[original]
-        if done.state == TrialState.COMPLETE:
-            self.study.tell(trial, done.value)
-        elif done.state == TrialState.PRUNED and done.intermediate_values:
-            step = max(done.intermediate_values)
-            trial.report(done.intermediate_values[step], step)
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.study.tell(trial, state=TrialState.FAIL)
 
     def _queue(self, number: int, params: dict[str, Any]) -> None:
         """Queue one Ray trial per seed; its `run_key` names the seed run's directory and
@@ -332,9 +320,12 @@ class SpaceSearcher(Searcher):
             # then the configuration stays RUNNING in the study, marked as errored.
             self._optuna_storage.set_trial_user_attr(self._trial_id(number), "errored", True)
             return
+        outcome = trial_outcome(result)
+        if outcome == UNFINISHED:  # not an outcome either: the search runs it again
+            return
         if result:  # the result that made the scheduler stop it never reached on_trial_result
             self.on_trial_result(trial_id, result)
-        group["results"][trial_id] = {"outcome": trial_outcome(result, error),
+        group["results"][trial_id] = {"outcome": outcome,
                                       "value": (result or {}).get(OBJECTIVE)}
         if len(group["results"]) < self.seeds:
             return
@@ -362,18 +353,23 @@ class SpaceSearcher(Searcher):
         self._optuna_storage.set_trial_user_attr(trial_id, "errored", False)
         self.study.tell(number, value, state=state)
 
-    def give_up_errored(self, outcomes: dict[int, dict[int, str]]) -> list[int]:
-        """Make the errored configurations final (`SearchConfig.give_up_errored`): each is
-        told from its seeds' recorded outcomes (`outcomes`: Optuna trial number -> seed ->
-        outcome, `error` for those that raised) and their last objectives, as if every seed
-        had ended. Returns the numbers told."""
+    def tell_ended(self, outcomes: dict[int, dict[int, str]], errored: bool = False
+                   ) -> list[int]:
+        """Tell Optuna, from the recorded outcomes of their seeds (`outcomes`: Optuna trial
+        number -> seed -> outcome) and their last objectives, the configurations it still
+        waits for: with `errored`, those whose trials raised, as if every seed had ended
+        (`SearchConfig.give_up_errored`); else those whose seeds have all ended since, outside
+        this searcher (run again after Tune cut them short). Returns the numbers told."""
         work_root = Path(self.context.work_root)
         told = []
         for frozen in self.study.get_trials(deepcopy=False):
-            if frozen.state != TrialState.RUNNING or not frozen.user_attrs.get("errored"):
+            seeds = outcomes.get(frozen.number, {})
+            if frozen.state != TrialState.RUNNING or bool(
+                    frozen.user_attrs.get("errored")) != errored or not errored and (
+                    len(seeds) < self.seeds or not ENDED.issuperset(seeds.values())):
                 continue
             ended = []
-            for seed, outcome in sorted(outcomes.get(frozen.number, {}).items()):
+            for seed, outcome in sorted(seeds.items()):
                 history = read_metrics(work_root / run_key(frozen.number, seed))
                 # The last objective measured (a trial validates at some epochs only).
                 ended.append({"outcome": outcome,

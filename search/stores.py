@@ -4,7 +4,8 @@ when it starts over.
     Ray Tune's storage    a directory or a URI pyarrow can write (s3://, gs://)
     the Optuna study      any SQLAlchemy database (SQLite next to MLflow's by default)
     MLflow                a SQLite store or a server (`tracking/`)
-    search.json           the search's identity, generation and scheduler (`SearchPaths.state`)
+    search.json           the search's identity, generation and scheduler (`SearchPaths.state`),
+                          written with its parent MLflow run (`record_search`)
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import SearchConfig, SearchConfigError, Settings
+from spaces import SearchSpace
+
+from .config import SearchConfig, SearchConfigError, Settings, grace_period
 from .layout import SearchPaths, check_writable
+from .tracking.journal import PARENT, Journal
+from .tracking.records import start_search_run
+
+AGAIN = "-again"
+"""The suffix of the Ray experiment that runs again the trials Tune cut short."""
 
 
 def check_stores(config: SearchConfig) -> None:
@@ -88,7 +96,7 @@ def start_over(settings: Settings) -> int:
     paths = settings.paths
     generation = saved_state(paths).get("generation", 0) + 1 if paths.state.exists() else 0
     shutil.rmtree(paths.search, ignore_errors=True)
-    for name in (settings.name, settings.name + "-final"):
+    for name in (settings.name, settings.name + "-final", settings.name + AGAIN):
         remove_experiment(settings.storage, name)
     try:
         optuna.delete_study(study_name=settings.name, storage=settings.optuna_storage)
@@ -129,3 +137,25 @@ def absolute_dataset(dataset: str) -> str:
         return prefix + str(Path(dataset[len(prefix):]).expanduser().resolve())
     return dataset
 
+
+def record_search(space: SearchSpace, config: SearchConfig, settings: Settings,
+                  journal: Journal) -> None:
+    """The search's record (search.json) and its parent MLflow run, journaled once, running
+    again on resume."""
+    paths = settings.paths
+    if paths.state.exists():  # same identity: `prepare` checked
+        journal.status(PARENT, "RUNNING")
+        return
+    artifacts = (paths.mlflow_artifacts.as_uri()
+                 if settings.tracking_uri.startswith("sqlite:///") else None)
+    start_search_run(journal, config, space, settings.name, settings.dataset, artifacts,
+                     settings.generation)
+    save_state(paths, {"name": settings.name, "tracking_uri": settings.tracking_uri,
+                        "optuna_storage": settings.optuna_storage, "space": space.name,
+                        "generation": settings.generation, "identity": settings.identity,
+                        # What the report's ASHA replay repeats (not part of the identity:
+                        # resuming with another scheduler is allowed).
+                        "scheduler": {"name": config.scheduler,
+                                      "grace_period": grace_period(config.grace_period,
+                                                                   settings.epochs),
+                                      "reduction_factor": config.reduction_factor}})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import optuna
+from optuna.trial import TrialState
 
 from spaces import SearchSpace
 
@@ -57,3 +58,20 @@ def open_study(storage: str, name: str, sampler: optuna.samplers.BaseSampler,
         space.enqueue_anchors(study)
         study.set_user_attr(ANCHORS_ENQUEUED, True)
     return study, rdb
+
+
+def answer_duplicate(study: optuna.Study, trial: optuna.Trial, original: int) -> None:
+    """A configuration asked again is not trained again: the new Optuna trial gets the
+    original's result (its value, or PRUNED with its last intermediate value); while the
+    original still runs it is dropped as FAIL, which samplers ignore, and Optuna asks
+    again."""
+    trial.set_user_attr(DUPLICATE_OF, original)
+    done = study.get_trials(deepcopy=False)[original]
+    if done.state == TrialState.COMPLETE:
+        study.tell(trial, done.value)
+    elif done.state == TrialState.PRUNED and done.intermediate_values:
+        step = max(done.intermediate_values)
+        trial.report(done.intermediate_values[step], step)
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)

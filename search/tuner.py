@@ -194,21 +194,22 @@ class FixedRuns(Searcher):
 
 def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher | None,
                journal: Journal, space: SearchSpace, total: int, concurrency: int,
-               data: StagedData | None = None,
-               retrain: list[TrialConfig] | None = None) -> tune.Tuner:
+               data: StagedData | None = None, retrain: list[TrialConfig] | None = None,
+               suffix: str = "-final") -> tune.Tuner:
     """A new Tuner, or the search's own restored one when its experiment state exists.
 
     `data`, the dataset the driver staged, reaches every trial through Ray's object store
     (`tune.with_parameters`), on any node: no worker needs the driver's data path. A restored
-    Tuner gets the same wrapping (Tuner.restore needs the trainable again). `retrain`: the
-    final retraining's runs, each trained once, to its end, in an experiment of its own."""
+    Tuner gets the same wrapping (Tuner.restore needs the trainable again). `retrain`: runs
+    each trained once, to its end, in an experiment of its own, named with `suffix`: the
+    final retraining's, or the trials Tune cut short, run again."""
     # A trial reports `objective` only at the epochs it validates (`SearchConfig.validate_every`:
     # ASHA's rungs and the end at least). ASHA and the searcher skip a result without it; Tune's
     # check that every result has it would fail the search instead.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(trial_function, data=data), resources)
-    name = settings.name + ("-final" if retrain else "")
+    name = settings.name + (suffix if retrain else "")
     experiment = f"{settings.storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(experiment):
         _know_moved_modules()

@@ -28,9 +28,13 @@ from ..trial.contract import (
     PROPAGATION_PLOT,
     RESULT,
 )
+from ..trial.result import UNFINISHED
 from .journal import PARENT, Journal, replay
 from .records import METRIC_NAMES
 
+RUN_STATUS = {"error": "FAILED", UNFINISHED: "KILLED"}
+"""The MLflow status of a run by its trial's outcome (FINISHED otherwise). An unfinished run
+is KILLED until the search runs it again, and RUNNING then."""
 ARTIFACTS = (METRICS, PLAN, PROPAGATION, LEARNING_CURVE, PROPAGATION_PLOT)
 """What a trial's directory contributes to its MLflow run's artifacts (with final_metrics.json)."""
 
@@ -194,7 +198,7 @@ class MlflowTracker(tune.Callback):
             shutil.copy(error_file, staged / "error.txt")
         self.journal.artifacts(key, staged)
         self.journal.tags(key, {"outcome": outcome})
-        self.journal.status(key, "FAILED" if outcome == "error" else "FINISHED")
+        self.journal.status(key, RUN_STATUS.get(outcome, "FINISHED"))
 
     def _trial_files(self, trial, tmp: Path) -> Path | None:
         """The trial's directory here, else a download of its last Ray checkpoint."""

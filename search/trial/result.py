@@ -2,8 +2,9 @@
 
 Outcomes: `ok` (trained its whole budget), `diverged` (a non-finite loss, or training error
 still at chance: a result, not a crash), `stopped` (a scheduler ended it early), `error` (it
-raised). The first two are written by the trial itself; the last two are read off what a
-search's scheduler saw.
+raised), `unfinished` (Ray Tune ended it short of its budget without a scheduler's decision: it
+did not end, and runs again). The first two are written by the trial itself; the others are
+read off what a search's scheduler saw.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+UNFINISHED = "unfinished"
+"""The outcome of a trial Ray Tune ended short of its budget without a scheduler's decision."""
 PENALTY_ERROR = 1.0
 """The objective a diverged trial reports to a sampler (as if every image were wrong): worse
 than any real result, and never shown as a measured error, which stays the last finite one."""
@@ -28,11 +31,16 @@ class TrialResult:
 
 
 def trial_outcome(last_metrics: dict[str, Any] | None, error: bool = False) -> str:
-    """ok | diverged | stopped | error, from a trial's last reported metrics.
+    """ok | diverged | stopped | unfinished | error, from a trial's last reported metrics.
 
-    A trial reports "running" until its last epoch, so one whose last report still says so
-    was stopped early by a scheduler (ASHA); one that raised, or reported nothing, is "error".
+    A trial reports "running" until its last epoch. One whose last report still says so was
+    stopped early when a scheduler (ASHA) decided it: Ray Tune marks the result it decided on
+    `done`. Without that mark, Tune ended it for no decision of the search's (a fault: a
+    restored trial cut short), and it is "unfinished", never a result. One that raised, or
+    reported nothing, is "error".
     """
     if error or not last_metrics or "outcome" not in last_metrics:
         return "error"
-    return "stopped" if last_metrics["outcome"] == "running" else last_metrics["outcome"]
+    if last_metrics["outcome"] != "running":
+        return last_metrics["outcome"]
+    return "stopped" if last_metrics.get("done") else UNFINISHED

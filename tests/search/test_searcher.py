@@ -58,7 +58,8 @@ def test_outcomes_reach_the_study_and_an_error_waits_for_its_resume(tmp_path):
     searcher.on_trial_result("t0", _result(0.3, epoch=1, outcome="running"))
     searcher.on_trial_complete("t0", _result(0.2))                          # ok
     searcher.on_trial_complete("t1", _result(1.0, outcome="diverged"))      # penalty
-    searcher.on_trial_complete("t2", _result(0.7, epoch=1, outcome="running"))  # ASHA stop
+    searcher.on_trial_complete("t2", {**_result(0.7, epoch=1, outcome="running"),
+                                      "done": True})  # ASHA's stop: Tune marks it done
     searcher.on_trial_complete("t3", None, error=True)                      # raised
     searcher.on_trial_complete("t4", _result(math.nan))                     # NaN never told
     trials = _study(tmp_path).trials
