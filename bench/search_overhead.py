@@ -181,15 +181,17 @@ def start_ray(events: Path) -> None:
 
 def driver_timers(timers: Timers) -> None:
     """Time the searcher and the tracker where they run: on the driver."""
-    from search import runner, tracking
+    from search import runner, stores, tracking
     from search.searcher import SpaceSearcher
 
     for attr in ("suggest", "on_trial_result", "on_trial_complete"):
         timers.wrap(SpaceSearcher, attr, f"sampler.{attr}")
     for attr in ("setup", "on_trial_start", "on_trial_result", "on_trial_complete",
-                 "on_trial_error"):
+                 "on_trial_error", "on_experiment_end"):
         timers.wrap(tracking.MlflowTracker, attr, f"tracking.{attr}")
-    for attr in ("start_search_run", "finish_search_run", "trial_records", "mark_failures"):
+    # Where each is called from: the search's record is written by `stores`.
+    timers.wrap(stores, "start_search_run", "tracking.start_search_run")
+    for attr in ("finish_search_run", "trial_records", "mark_failures"):
         timers.wrap(runner, attr, f"tracking.{attr}")
     timers.wrap(runner, "load_trial_data", "driver.load_trial_data")
 

@@ -233,7 +233,10 @@ def field_docs(cls: type) -> dict[str, str]:
     import ast
     import inspect
 
-    body = ast.parse(inspect.getsource(cls)).body[0].body
+    try:
+        body = ast.parse(inspect.getsource(cls)).body[0].body
+    except (OSError, TypeError):  # installed without its sources: help without the prose
+        return {}
     return {field.target.id: " ".join(doc.value.value.split())
             for field, doc in zip(body, body[1:])
             if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr)

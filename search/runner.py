@@ -24,9 +24,10 @@ from spaces import SearchSpace, get_scale, load_space
 from .config import SearchConfig, SearchConfigError, Settings, scheduler_rungs
 from .layout import SearchPaths, check_writable
 from .ranking import fail_threshold, interval95, label_failures, rank, read, save
-from .searcher import SpaceSearcher
+from .searcher import ENDED, SpaceSearcher
 from .stores import (
     AGAIN,
+    FINAL,
     absolute,
     absolute_dataset,
     check_same_search,
@@ -174,7 +175,9 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                            concurrency=default_concurrency(config, total), data=data)
         tuner.fit()
         result = _finish(space, config, settings, journal, sender)
-        result = _run_again(space, config, settings, journal, sender, searcher, result)
+        if _run_again(space, config, settings, journal, sender, searcher):
+            result = _finish(space, config, settings, journal, sender)
+            searcher.tell_ended(_outcomes(result.trials))
         if config.screen:
             _record_screened(searcher, settings, journal)
         if config.give_up_errored:
@@ -182,6 +185,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         unfinished = _unfinished(result, searcher, config.give_up_errored)
         if config.final_retrain and not unfinished and not result.ranking.empty:
             result = _final_retrain(space, config, settings, journal, sender, searcher, result)
+            unfinished += result.unfinished
         result = _report(settings, journal, result)
         save_state(paths, {**saved_state(paths), "finished": not unfinished})
         sender.close(timeout=SEND_AT_END_SECONDS)
@@ -227,26 +231,37 @@ def _outcomes(trials: pd.DataFrame) -> dict[int, dict[int, str]]:
 
 
 def _run_again(space: SearchSpace, config: SearchConfig, settings: Settings, journal: Journal,
-               sender: Sender, searcher: SpaceSearcher, result: SearchResult) -> SearchResult:
-    """Seed runs Ray Tune ended short of their budget without a scheduler's decision
-    (`unfinished`) run again, each from its own directory's checkpoint, in an experiment of
-    their own (FIFO, to their budget); the search is then ranked again and Optuna told the
-    configurations whose seeds have all ended. An interrupted search runs nothing more."""
-    outcomes = result.trials.get("outcome", pd.Series(dtype=str))
-    short = result.trials[outcomes == UNFINISHED]
-    if short.empty or (outcomes == "running").any():
-        return result
-    runs = [searcher.trial_config(int(number), int(seed))
-            for number, seed in zip(short["optuna_trial"], short["seed"])]
+               sender: Sender, searcher: SpaceSearcher, stage: str = "search") -> bool:
+    """Seed runs of `stage` that Ray Tune ended short of their budget without a scheduler's
+    decision (`unfinished`) run again, each from its own directory's checkpoint, in a Ray
+    experiment of their own (FIFO, to their budget). The round's run keys are kept in
+    search.json: a round an interrupt cut off goes on when the search runs again. A search
+    interrupted now runs nothing more. Returns whether a round ran."""
+    records = pd.DataFrame(trial_records(journal, sender.ids, stage=stage))
+    if records.empty:
+        return False
+    state, round_key = saved_state(settings.paths), f"again_{stage}"
+    pending = set(state.get(round_key, []))
+    outcome = dict(zip(records["run_key"], records["outcome"]))
+    if any(o == "running" and key not in pending for key, o in outcome.items()):
+        return False
+    keys = sorted(key for key, o in outcome.items()
+                  if o == UNFINISHED or key in pending and o not in ENDED)
+    if not keys:
+        return False
+    rows = records.set_index("run_key").loc[keys]
+    runs = [searcher.trial_config(int(n), int(seed)) if stage == "search"
+            else final_runs(searcher, int(n))[int(seed)]
+            for n, seed in zip(rows["optuna_trial"], rows["seed"])]
     if config.progress:
         print(f"{len(runs)} trial(s) ended short of their budget without a scheduler's "
               "decision: running them again from their checkpoints", flush=True)
-    remove_experiment(settings.storage, settings.name + AGAIN)  # the trials' own checkpoints
-    make_tuner(config, settings, None, journal, space, total=len(runs), suffix=AGAIN,
+    save_state(settings.paths, {**state, round_key: keys})
+    suffix = AGAIN if stage == "search" else FINAL + AGAIN
+    remove_experiment(settings.storage, settings.name + suffix)  # the trials' own checkpoints
+    make_tuner(config, settings, None, journal, space, total=len(runs), suffix=suffix,
                concurrency=default_concurrency(config, len(runs)), retrain=runs).fit()
-    result = _finish(space, config, settings, journal, sender)
-    searcher.tell_ended(_outcomes(result.trials))
-    return result
+    return True
 
 
 def _unfinished(result: SearchResult, searcher: SpaceSearcher,
@@ -278,9 +293,14 @@ def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
               "training image", flush=True)
     make_tuner(config, settings, None, journal, space, total=len(runs),
                concurrency=default_concurrency(config, len(runs)), retrain=runs).fit()
+    _run_again(space, config, settings, journal, sender, searcher, "final")
     final = pd.DataFrame(trial_records(journal, sender.ids, stage="final"))
     if final.empty:
         return result
+    short = int((final["outcome"] == UNFINISHED).sum())
+    if short:  # cut short again: the same command runs them once more
+        result = replace(result, unfinished=[f"{short} final retraining run(s) ended short of "
+                                             "their budget"])
     stats = final[final["outcome"] == "ok"].groupby("configuration_key")["test_error"].agg(
         final_test_error_mean="mean", final_test_error_ci95=interval95,
         final_seeds="count")

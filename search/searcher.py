@@ -66,10 +66,9 @@ class SpaceSearcher(Searcher):
     """Ray Tune searcher: Optuna ask/tell over a `spaces.SearchSpace`, several seeds each."""
 
     def __init__(self, space: SearchSpace, scale: str, storage: str, study_name: str,
-                 sampler: str = "tpe", seeds: int = 1, seed: int = 0,
+                 context: TrialContext, sampler: str = "tpe", seeds: int = 1, seed: int = 0,
                  configurations: int | None = None, overrides: dict | None = None,
-                 context: TrialContext | None = None, data_shape: dict | None = None,
-                 screen: bool = False):
+                 data_shape: dict | None = None, screen: bool = False):
         super().__init__(metric=OBJECTIVE, mode="min")
         self.scale = scale
         self.space_ref = space.source or None
@@ -82,8 +81,7 @@ class SpaceSearcher(Searcher):
         """Values that beat the sampled ones (e.g. an --epochs budget)."""
         self.data_shape = dict(data_shape or {})
         """The data's `num_classes` and `in_channels`, so a plan is the network that trains."""
-        self.context = context or TrialContext(work_root=".", space_source=space.source,
-                                               scale=scale)
+        self.context = context
         """What every trial of the search shares (data, trials directory, run options)."""
         self.queue: list[TrialConfig] = []
         """Seed runs of asked configurations not yet handed to Ray."""
@@ -107,19 +105,22 @@ class SpaceSearcher(Searcher):
 
     # Pickling (tuner.pkl) and searcher snapshots carry bookkeeping only: a user's define
     # function need not be importable by name, and the study is reloaded from its storage.
+    # The trials to hand out pickle as the contract's dicts, read back by `from_dict`: a
+    # snapshot outlives the dataclasses' fields of the day.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_study"] = state["_optuna_storage"] = None
         if self.space_ref:
             state["_space"] = None
+        state["context"] = self.context.to_dict()
+        state["queue"] = [run.to_dict() for run in self.queue]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "run_settings" in state:  # pickled before the TrialConfig contract: resume it
-            settings = state.pop("run_settings")
-            state["context"] = TrialContext.from_dict(settings)
-            state["queue"] = [TrialConfig.from_dict({**settings, **run})
-                              for run in state["queue"]]
+        # Pickled before the TrialConfig contract: the shared settings in `run_settings`.
+        shared = state.pop("run_settings", None) or state["context"]
+        state["context"] = TrialContext.from_dict(shared)
+        state["queue"] = [TrialConfig.from_dict({**shared, **run}) for run in state["queue"]]
         self.__dict__.update(state)
 
     def get_state(self) -> dict[str, Any]:

@@ -20,8 +20,11 @@ from .layout import SearchPaths, check_writable
 from .tracking.journal import PARENT, Journal
 from .tracking.records import start_search_run
 
+FINAL = "-final"
+"""The suffix of the final retraining's Ray experiment."""
 AGAIN = "-again"
-"""The suffix of the Ray experiment that runs again the trials Tune cut short."""
+"""The suffix of the Ray experiment that runs again the trials Tune cut short (of the search's,
+or of the final retraining's: `-final-again`)."""
 
 
 def check_stores(config: SearchConfig) -> None:
@@ -96,8 +99,8 @@ def start_over(settings: Settings) -> int:
     paths = settings.paths
     generation = saved_state(paths).get("generation", 0) + 1 if paths.state.exists() else 0
     shutil.rmtree(paths.search, ignore_errors=True)
-    for name in (settings.name, settings.name + "-final", settings.name + AGAIN):
-        remove_experiment(settings.storage, name)
+    for suffix in ("", FINAL, AGAIN, FINAL + AGAIN):
+        remove_experiment(settings.storage, settings.name + suffix)
     try:
         optuna.delete_study(study_name=settings.name, storage=settings.optuna_storage)
     except KeyError:  # no such study yet

@@ -24,6 +24,7 @@ from spaces import Recipe, load_space
 from .trial import (
     Splits,
     TrialConfig,
+    TrialContext,
     TrialPhases,
     checkpoint_epoch,
     choose_device,
@@ -61,12 +62,13 @@ def observe_trials(observer: TrialObserver | None) -> None:
 def trial_function(config: dict[str, Any], data: StagedData | None = None) -> None:
     from ray import tune
 
-    if ":" in config.get("space_source", ""):
+    context = TrialContext.from_dict(config)
+    if ":" in context.space_source:
         # A user's file may declare shortcut kinds or placements: import it here too, so this
         # worker knows them before it reads the plan.
-        load_space(config["space_source"], config["scale"])
+        load_space(context.space_source, context.scale)
     trial = TrialConfig.from_dict(config)
-    context, work = trial.context, trial.directory
+    work = trial.directory
     options = replace(context.options, device=trial_device(context.options.device))
     phases = _observer(trial) if _observer else TrialPhases()
     _take_newer_checkpoint(tune.get_checkpoint(), work)

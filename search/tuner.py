@@ -21,10 +21,11 @@ from spaces import SearchSpace
 from .config import SearchConfig, SearchConfigError, Settings, grace_period
 from .progress import ProgressPrinter
 from .searcher import SpaceSearcher
+from .stores import FINAL
 from .tracking.journal import Journal
 from .tracking.tracker import MlflowTracker
 from .trainable import StagedData, trial_function
-from .trial import TrialConfig, choose_device
+from .trial import DeviceError, TrialConfig, choose_device
 from .trial.device import unavailable
 
 LOOPBACK = "127.0.0.1"
@@ -130,7 +131,10 @@ def check_local_device(config: SearchConfig) -> None:
     """A cuda device for a local search needs a GPU torch can see: checked before Ray starts,
     by the decision the trials make (`choose_device`)."""
     if config.device.startswith("cuda") and config.address is None:
-        choose_device(config.device)
+        try:
+            choose_device(config.device)
+        except DeviceError as error:  # the API's callers catch SearchConfigError
+            raise SearchConfigError(str(error)) from None
 
 
 def check_ray_devices(config: SearchConfig) -> None:
@@ -178,10 +182,12 @@ class FixedRuns(Searcher):
         super().__init__(metric="objective", mode="min")
         self.runs = list(runs)
 
+    # Pickled as the contract's dicts, read back by `from_dict` (see `SpaceSearcher`).
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "runs": [run.to_dict() for run in self.runs]}
+
     def __setstate__(self, state: dict) -> None:
-        # Pickled before the TrialConfig contract, its runs are plain dicts: resume them.
-        state["runs"] = [TrialConfig.from_dict(run) if isinstance(run, dict) else run
-                         for run in state["runs"]]
+        state["runs"] = [TrialConfig.from_dict(run) for run in state["runs"]]
         self.__dict__.update(state)
 
     def suggest(self, trial_id: str) -> dict | None:
@@ -195,7 +201,7 @@ class FixedRuns(Searcher):
 def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher | None,
                journal: Journal, space: SearchSpace, total: int, concurrency: int,
                data: StagedData | None = None, retrain: list[TrialConfig] | None = None,
-               suffix: str = "-final") -> tune.Tuner:
+               suffix: str = FINAL) -> tune.Tuner:
     """A new Tuner, or the search's own restored one when its experiment state exists.
 
     `data`, the dataset the driver staged, reaches every trial through Ray's object store

@@ -87,7 +87,7 @@ class _Fields:
         """`--name-with-dashes`, its help the field's documentation (its default appended
         where the documentation does not give it) and `note`; None by default, so that an
         absent flag leaves the field's default to `SearchConfig`."""
-        doc = self.docs[name]
+        doc = self.docs.get(name, "")
         default = self.defaults.get(name)
         if default is not None and default is not False and "default" not in doc.lower():
             doc += f" Default: {default}."

@@ -328,4 +328,3 @@ def failures_line(record: SearchRecord, rule: str) -> str | None:
              f"{', ...' if len(others) > 4 else ''})" if others else "")
     return (f"The paper's failures fail here? {answer}: {parts} labelled fail{extra} "
             f"({rule}).")
-

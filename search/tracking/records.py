@@ -35,7 +35,7 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 def check_tracking_uri(uri: str) -> str | None:
     """Something that is not an MLflow server fails here, in seconds; a server that is down
-    only now does not: the search journals its tracking (search/journal.py) and sends it once
+    only now does not: the search journals its tracking (`journal.py`) and sends it once
     the server is back. Returns a warning then."""
     if not uri.startswith(("http://", "https://")):
         return None

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from residual import NetSpec
-from residual.validation import check_int
+from residual.validation import check_int, is_int
 from spaces import Recipe, TrialPlan
 
 from .device import check_device_name
 
-STAGES = ("search", "final", "race")
+STAGES = ("search", "final")
 """search: a seed run of a sampled configuration; final: the retraining of a finalist on every
-training image (`--final-retrain`); race: a further seed of a finalist (`--race`)."""
+training image (`--final-retrain`). The race over the finalists' further seeds adds its own."""
 
 # A trial directory's files (written by `directory.py`, read by the tracker and the report).
 CHECKPOINT = "checkpoint.pt"
@@ -115,7 +115,11 @@ class RunOptions:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
                                  "True | False")
-        object.__setattr__(self, "validate_at", frozenset(self.validate_at))
+        at = self.validate_at
+        if isinstance(at, (str, bytes)) or not hasattr(at, "__iter__") or not all(
+                is_int(epoch) and epoch >= 1 for epoch in at):
+            raise ValueError(f"validate_at={at!r} is invalid; allowed: epochs, integers >= 1")
+        object.__setattr__(self, "validate_at", frozenset(at))
 
     def validates(self, epoch: int, last: bool) -> bool:
         """Whether the trial measures its validation error and propagation after `epoch`:
@@ -125,8 +129,9 @@ class RunOptions:
                 or (self.validate_every > 0 and epoch % self.validate_every == 0))
 
 
-_OPTIONS = ("device", "bf16", "threads", "stop_at_chance", "validate_every", "validate_at")
-"""The run options a trial's dict carries (channels_last keeps its default in a search)."""
+_OPTIONS = ("device", "bf16", "channels_last", "threads", "stop_at_chance", "validate_every",
+            "validate_at")
+"""The run options a trial's dict carries."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,9 @@ class TrialConfig:
         if not isinstance(self.configuration_key, str):
             raise TrialConfigError(f"configuration_key={self.configuration_key!r} is "
                                    "invalid; allowed: a string")
+        if not isinstance(self.params, dict):
+            raise TrialConfigError(f"params={self.params!r} is invalid; allowed: a dict of "
+                                   "the space's parameters")
 
     @property
     def seed(self) -> int:
@@ -210,8 +218,8 @@ class TrialConfig:
         return Path(self.context.work_root) / self.run_key
 
     def to_dict(self) -> dict[str, Any]:
-        """The plain dict Ray Tune carries, flat and JSON-able (`run_key` and `seed` are
-        spelled out for whoever reads Ray's own files)."""
+        """The plain dict Ray Tune carries, JSON-able: the context's keys beside the run's, the
+        plan nested (`run_key` and `seed` are spelled out for whoever reads Ray's files)."""
         return {"stage": self.stage, "optuna_trial": self.optuna_trial, "seed": self.seed,
                 "run_key": self.run_key, "params": dict(self.params),
                 "configuration_key": self.configuration_key, "plan": plan_to_dict(self.plan),

@@ -81,3 +81,16 @@ def test_actor_timeline_splits_the_time_outside_trials():
               {**event("trial", 3, 10), "pid": 2}]
     assert actor_timeline(events, start=0, end=12) == {
         "to_first_trial": 2 + 3, "between_trials": 1, "after_last_trial": 3 + 2}
+
+
+def test_the_driver_timers_find_every_function_they_time():
+    """A function the bench times on the driver that was renamed or moved fails here, at once,
+    not after a ten-minute search."""
+    from bench.common import Timers
+    from bench.search_overhead import driver_timers
+
+    with Timers() as timers:
+        driver_timers(timers)
+        from search import stores
+
+        assert getattr(stores.start_search_run, "__wrapped__", None) is not None

@@ -156,8 +156,8 @@ def test_a_searcher_pickled_before_the_trial_contract_resumes(tmp_path):
     state = searcher.get_state()
     # Its layout before TrialConfig: shared settings in a dict, the queue as plain dicts.
     seed_run = ("optuna_trial", "seed", "run_key", "params", "configuration_key", "plan")
-    legacy = {**state, "run_settings": state.pop("context").to_dict(),
-              "queue": [{k: v for k, v in run.to_dict().items() if k in seed_run}
+    legacy = {**state, "run_settings": state.pop("context"),
+              "queue": [{k: v for k, v in run.items() if k in seed_run}
                         for run in state["queue"]]}
     restored = _searcher(tmp_path, seeds=2)
     restored.set_state(pickle.loads(pickle.dumps(legacy)))

@@ -21,7 +21,8 @@ SPACE = load_space("paper-table1", "smoke")
 
 def _config(seed: int = 1, stage: str = "search") -> TrialConfig:
     plan = SPACE.plan(SPACE.anchors[1], "smoke", seed=seed)
-    options = RunOptions(device="cpu", threads=2, validate_every=0, validate_at=frozenset({2}))
+    options = RunOptions(device="cpu", threads=2, validate_every=0, validate_at=frozenset({2}),
+                         channels_last=False)
     context = TrialContext(work_root="/w/trials", space_source="paper-table1", scale="smoke",
                            options=options)
     return TrialConfig(plan, 7, configuration_key(plan), context, params=SPACE.anchors[1],
@@ -54,7 +55,9 @@ def test_the_configuration_key_is_the_one_stored_studies_hold():
 
 
 BAD = [
-    ({"stage": "later"}, "stage='later' is invalid; allowed: search | final | race"),
+    ({"stage": "later"}, "stage='later' is invalid; allowed: search | final"),
+    ({"params": None}, "params=None is invalid; allowed: a dict"),
+    ({"validate_at": 5}, "validate_at=5 is invalid; allowed: epochs, integers >= 1"),
     ({"optuna_trial": -1}, "optuna_trial=-1 is invalid; allowed: an integer >= 0"),
     ({"device": "tpu"}, "device='tpu' is invalid; allowed: auto | cpu | cuda | cuda:N"),
     ({"validate_every": "2"}, "validate_every='2' is invalid"),
