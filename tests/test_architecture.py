@@ -25,18 +25,23 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _from_module(node: ast.ImportFrom, path: Path, module: str) -> str:
+    """The absolute name of the module a `from ... import` in `module` reads from."""
+    base = node.module or ""
+    if not node.level:
+        return base
+    package = (module if path.name == "__init__.py" else module.rpartition(".")[0]).split(".")
+    return ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+
+
 def _imports(path: Path, module: str) -> set[str]:
     """Project modules `module` imports, resolved to the longest existing module name."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([base] if base else []))
+            base = _from_module(node, path, module)
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
@@ -158,14 +163,10 @@ def test_no_module_or_function_is_too_long_to_read():
 def _private_imports(path: Path, module: str) -> list[str]:
     """`from <project module> import _name` where the module is another one: a private name
     crossing a module's border (`__future__` and dunders are not private)."""
-    package = (module if path.name == "__init__.py" else module.rpartition(".")[0]).split(".")
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            target = node.module or ""
-            if node.level:
-                anchor = package[: len(package) - node.level + 1]
-                target = ".".join(anchor + ([target] if target else []))
+            target = _from_module(node, path, module)
             if target.split(".")[0] not in (*PACKAGES, "bench") or target == module:
                 continue
             found += [f"{path.relative_to(ROOT)}:{node.lineno} {target}.{a.name}"
