@@ -10,8 +10,7 @@ from typing import Any
 from ray import tune
 
 from .ranking import label
-from .trial import TrialConfig, trial_outcome
-from .trial.result import UNFINISHED
+from .trial import UNFINISHED, TrialConfig, trial_outcome
 
 
 def _elapsed(seconds: float) -> str:

@@ -49,8 +49,7 @@ from .tracking.records import (
 )
 from .tracking.sender import Sender
 from .trainable import StagedData, data_regime
-from .trial import RunOptions, TrialConfig, TrialContext, load_trial_data
-from .trial.result import UNFINISHED
+from .trial import UNFINISHED, RunOptions, TrialConfig, TrialContext, load_trial_data
 from .tuner import (
     check_local_device,
     check_ray_devices,
@@ -175,7 +174,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                            concurrency=default_concurrency(config, total), data=data)
         tuner.fit()
         result = _finish(space, config, settings, journal, sender)
-        if _run_again(space, config, settings, journal, sender, searcher):
+        if _run_again(space, config, settings, journal, searcher, result.trials):
             result = _finish(space, config, settings, journal, sender)
             searcher.tell_ended(_outcomes(result.trials))
         if config.screen:
@@ -231,13 +230,13 @@ def _outcomes(trials: pd.DataFrame) -> dict[int, dict[int, str]]:
 
 
 def _run_again(space: SearchSpace, config: SearchConfig, settings: Settings, journal: Journal,
-               sender: Sender, searcher: SpaceSearcher, stage: str = "search") -> bool:
+               searcher: SpaceSearcher, records: pd.DataFrame, stage: str = "search") -> bool:
     """Seed runs of `stage` that Ray Tune ended short of their budget without a scheduler's
     decision (`unfinished`) run again, each from its own directory's checkpoint, in a Ray
     experiment of their own (FIFO, to their budget). The round's run keys are kept in
     search.json: a round an interrupt cut off goes on when the search runs again. A search
-    interrupted now runs nothing more. Returns whether a round ran."""
-    records = pd.DataFrame(trial_records(journal, sender.ids, stage=stage))
+    interrupted now runs nothing more. `records`: the stage's trial records. Returns whether a
+    round ran."""
     if records.empty:
         return False
     state, round_key = saved_state(settings.paths), f"again_{stage}"
@@ -293,8 +292,9 @@ def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
               "training image", flush=True)
     make_tuner(config, settings, None, journal, space, total=len(runs),
                concurrency=default_concurrency(config, len(runs)), retrain=runs).fit()
-    _run_again(space, config, settings, journal, sender, searcher, "final")
     final = pd.DataFrame(trial_records(journal, sender.ids, stage="final"))
+    if _run_again(space, config, settings, journal, searcher, final, "final"):
+        final = pd.DataFrame(trial_records(journal, sender.ids, stage="final"))
     if final.empty:
         return result
     short = int((final["outcome"] == UNFINISHED).sum())

@@ -45,6 +45,7 @@ from .study import (
     open_study,
 )
 from .trial import (
+    UNFINISHED,
     TrialConfig,
     TrialContext,
     configuration_key,
@@ -52,7 +53,6 @@ from .trial import (
     run_key,
     trial_outcome,
 )
-from .trial.result import UNFINISHED
 
 OBJECTIVE = "objective"
 ENDED = {"ok", "diverged", "stopped"}
@@ -364,11 +364,12 @@ class SpaceSearcher(Searcher):
         work_root = Path(self.context.work_root)
         told = []
         for frozen in self.study.get_trials(deepcopy=False):
-            seeds = outcomes.get(frozen.number, {})
             if frozen.state != TrialState.RUNNING or bool(
-                    frozen.user_attrs.get("errored")) != errored or not errored and (
-                    len(seeds) < self.seeds or not ENDED.issuperset(seeds.values())):
+                    frozen.user_attrs.get("errored")) != errored:
                 continue
+            seeds = outcomes.get(frozen.number, {})
+            if not errored and (len(seeds) < self.seeds or not ENDED.issuperset(seeds.values())):
+                continue  # a seed has not ended yet
             ended = []
             for seed, outcome in sorted(seeds.items()):
                 history = read_metrics(work_root / run_key(frozen.number, seed))

@@ -176,7 +176,8 @@ def _know_moved_modules() -> None:
 
 
 class FixedRuns(Searcher):
-    """Hands Ray Tune a fixed list of trials, in order (the final retraining)."""
+    """Hands Ray Tune a fixed list of trials, in order: the final retraining's, or those Tune
+    cut short, run again."""
 
     def __init__(self, runs: list[TrialConfig]):
         super().__init__(metric="objective", mode="min")

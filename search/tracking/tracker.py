@@ -19,7 +19,7 @@ from typing import Any
 
 from ray import tune
 
-from ..trial import TrialConfig, read_metrics, render_trial_plots, trial_outcome
+from ..trial import UNFINISHED, TrialConfig, read_metrics, render_trial_plots, trial_outcome
 from ..trial.contract import (
     LEARNING_CURVE,
     METRICS,
@@ -28,7 +28,6 @@ from ..trial.contract import (
     PROPAGATION_PLOT,
     RESULT,
 )
-from ..trial.result import UNFINISHED
 from .journal import PARENT, Journal, replay
 from .records import METRIC_NAMES
 
@@ -144,9 +143,10 @@ class MlflowTracker(tune.Callback):
         self._finish(trial, "error")
 
     def _finish(self, trial, outcome: str) -> None:
+        key = self._run_key(trial)
         error_file = trial.error_file if outcome == "error" else None
         with tempfile.TemporaryDirectory() as tmp:
-            self._close(self._run_key(trial), outcome, self._trial_files(trial, Path(tmp)),
+            self._close(key, outcome, self._trial_files(key, trial, Path(tmp)),
                         trial.last_result or {}, error_file, Path(tmp))
 
     def on_experiment_end(self, trials: list, **info) -> None:
@@ -154,18 +154,19 @@ class MlflowTracker(tune.Callback):
         was told their configuration. Telling Optuna happens just before this callback
         records the end, and a driver killed between the two, before Tune's next snapshot,
         leaves a trial no restore reports again: its run would stay "running" and the search
-        unfinished forever. Told means every seed ended; one without its own result file was
-        stopped by the scheduler."""
+        unfinished forever. Told means every seed ended (Tune has ended every trial by now,
+        interrupted or not); one without its own result file was stopped by the scheduler."""
         if not self.optuna_storage:
             return
-        live = {TrialConfig.from_dict(t.config).run_key for t in trials if not t.is_finished()}
         open_runs = {ref: run for ref, run in replay(self.journal).items()
-                     if ref != PARENT and ref not in live and run.tags.get("stage") == "search"
+                     if ref != PARENT and run.tags.get("stage") == "search"
                      and run.tags.get("outcome") == "running"}
         if not open_runs:
             return
-        told = {t.number for t in _study(self.optuna_storage, self.search_name)
-                .get_trials(deepcopy=False) if t.state.is_finished()}
+        import optuna
+
+        study = optuna.load_study(study_name=self.search_name, storage=self.optuna_storage)
+        told = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         for ref, run in open_runs.items():
             if int(run.tags["optuna_trial"]) in told:
                 source = Path(self.work_root) / ref
@@ -200,20 +201,14 @@ class MlflowTracker(tune.Callback):
         self.journal.tags(key, {"outcome": outcome})
         self.journal.status(key, RUN_STATUS.get(outcome, "FINISHED"))
 
-    def _trial_files(self, trial, tmp: Path) -> Path | None:
+    def _trial_files(self, key: str, trial, tmp: Path) -> Path | None:
         """The trial's directory here, else a download of its last Ray checkpoint."""
-        local = Path(self.work_root) / TrialConfig.from_dict(trial.config).run_key
+        local = Path(self.work_root) / key
         if local.exists():
             return local
         if trial.checkpoint is not None:
             return Path(trial.checkpoint.to_directory(str(tmp / "checkpoint")))
         return None
-
-
-def _study(storage: str, name: str):
-    import optuna
-
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def _plots_stale(trial_dir: Path) -> bool:

@@ -35,7 +35,7 @@ from .contract import (
     run_key,
 )
 from .device import DeviceError, choose_device
-from .result import PENALTY_ERROR, TrialResult, trial_outcome
+from .result import PENALTY_ERROR, UNFINISHED, TrialResult, trial_outcome
 
 if TYPE_CHECKING:
     from .data import DataError, DataOptions, Splits, load_data, load_trial_data
@@ -74,6 +74,7 @@ __all__ = [
     "TrialDirError",
     "TrialPhases",
     "TrialResult",
+    "UNFINISHED",
     "checkpoint_epoch",
     "choose_device",
     "configuration_key",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from residual import NetSpec
-from residual.validation import check_int, is_int
+from residual.validation import check_choice, check_int, fail, is_int
 from spaces import Recipe, TrialPlan
 
 from .device import check_device_name
@@ -112,13 +112,11 @@ class RunOptions:
             if getattr(self, name) is not None:
                 check_int("", name, getattr(self, name), 1)
         for name in ("bf16", "channels_last"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
-                                 "True | False")
+            check_choice("", name, getattr(self, name), (True, False))
         at = self.validate_at
         if isinstance(at, (str, bytes)) or not hasattr(at, "__iter__") or not all(
                 is_int(epoch) and epoch >= 1 for epoch in at):
-            raise ValueError(f"validate_at={at!r} is invalid; allowed: epochs, integers >= 1")
+            raise fail("", "validate_at", at, "epochs, integers >= 1")
         object.__setattr__(self, "validate_at", frozenset(at))
 
     def validates(self, epoch: int, last: bool) -> bool:
@@ -152,8 +150,7 @@ class TrialContext:
     def __post_init__(self) -> None:
         for name in ("work_root", "space_source", "scale", "dataset"):
             if not isinstance(getattr(self, name), str):
-                raise TrialConfigError(f"{name}={getattr(self, name)!r} is invalid; allowed: "
-                                       "a string")
+                raise fail("", name, getattr(self, name), "a string", TrialConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         options = {name: getattr(self.options, name) for name in _OPTIONS}
@@ -192,17 +189,15 @@ class TrialConfig:
     stage: str = "search"
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise TrialConfigError(f"stage={self.stage!r} is invalid; allowed: "
-                                   f"{' | '.join(STAGES)}")
+        check_choice("", "stage", self.stage, STAGES, error=TrialConfigError)
         check_int("", "optuna_trial", self.optuna_trial, 0, error=TrialConfigError)
         check_int("", "seed", self.plan.seed, 0, error=TrialConfigError)
         if not isinstance(self.configuration_key, str):
-            raise TrialConfigError(f"configuration_key={self.configuration_key!r} is "
-                                   "invalid; allowed: a string")
+            raise fail("", "configuration_key", self.configuration_key, "a string",
+                       TrialConfigError)
         if not isinstance(self.params, dict):
-            raise TrialConfigError(f"params={self.params!r} is invalid; allowed: a dict of "
-                                   "the space's parameters")
+            raise fail("", "params", self.params, "a dict of the space's parameters",
+                       TrialConfigError)
 
     @property
     def seed(self) -> int:
