@@ -147,6 +147,13 @@ class SearchConfig:
     final_retrain: int = 0
     """After the search, retrain the top K full-budget configurations on every training image
     (no validation split), each seed, for the test error that compares with the paper."""
+    race: int = 0
+    """After the search, race its K best full-budget configurations over more seeds (irace's
+    post-selection race): one new seed a round, the same for every finalist; a finalist
+    separated worse than the best leaves. 0: off; otherwise at least 2."""
+    race_seeds: int = 5
+    """The race's last round: it stops when a finalist has this many seeds, or earlier when the
+    best is separated from every other finalist. Above `seeds`."""
     progress: bool = True
     """Print what the search does: a line per trial that ends, a status line now and then."""
     verbose: bool = False
@@ -165,6 +172,15 @@ class SearchConfig:
             raise SearchConfigError(f"seed={self.seed} is invalid; allowed: an integer in "
                                     "[0, 2**63)")
         self._check_int("final_retrain", 0)
+        self._check_int("race", 0)
+        if self.race == 1:
+            raise SearchConfigError("race=1 is invalid; allowed: 0 (no race) or an integer "
+                                    ">= 2 (a race needs two finalists)")
+        self._check_int("race_seeds", 2)
+        if self.race and self.race_seeds <= self.seeds:
+            raise SearchConfigError(f"race_seeds={self.race_seeds} is invalid with seeds="
+                                    f"{self.seeds}; allowed: an integer > seeds (the race adds "
+                                    "seeds to the search's)")
         if self.epochs is not None:
             self._check_int("epochs", 1)
         self._check_int("validate_every", 0)

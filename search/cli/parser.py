@@ -174,6 +174,8 @@ def _run_parser(commands, config: _Fields) -> None:
     config.add(run, "fresh", action="store_true", default=None)
     config.add(run, "screen", action="store_true", default=None)
     config.add(run, "final_retrain", type=non_negative, metavar="K")
+    config.add(run, "race", type=non_negative, metavar="K")
+    config.add(run, "race_seeds", type=positive, metavar="S")
     config.add(run, "verbose", "-v", "--verbose", action="store_true", default=None)
 
 
