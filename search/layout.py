@@ -4,7 +4,8 @@
     optuna.db                   the Optuna studies, one per search name
     ray/<name>/                 Ray Tune's experiment state and trial checkpoints (--storage)
     searches/<name>/            search.json, ranking.csv/.md, trials.csv, trials/<run key>/,
-                                tracking.jsonl (the MLflow journal) and tracking.sent.json
+                                tracking.jsonl (the MLflow journal) and tracking.sent.json;
+                                race.csv and race_trials.csv after a race (`--race`)
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ class SearchPaths:
     def state(self) -> Path:
         """search.json: the search's identity, tracking URI and Optuna storage."""
         return self.search / "search.json"
+
+    @property
+    def race_rounds(self) -> Path:
+        """race.csv: the race, one row per finalist per round (`search.race`)."""
+        return self.search / "race.csv"
+
+    @property
+    def race_trials(self) -> Path:
+        """race_trials.csv: the race's seed runs, one row each, as trials.csv has the
+        search's."""
+        return self.search / "race_trials.csv"
 
     @property
     def mlflow_uri(self) -> str:

@@ -12,9 +12,8 @@ from their checkpoints, the study continues, and the MLflow runs are re-attached
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import ray
@@ -23,17 +22,17 @@ from spaces import SearchSpace, get_scale, load_space
 
 from .config import SearchConfig, SearchConfigError, Settings, scheduler_rungs
 from .layout import SearchPaths, check_writable
-from .ranking import fail_threshold, interval95, label_failures, rank, read, save
-from .searcher import ENDED, SpaceSearcher
+from .race import race, save_race
+from .ranking import fail_threshold, label_failures, rank, read, save
+from .result import SearchResult
+from .rounds import final_retrain, outcomes, run_again
+from .searcher import SpaceSearcher
 from .stores import (
-    AGAIN,
-    FINAL,
     absolute,
     absolute_dataset,
     check_same_search,
     check_stores,
     record_search,
-    remove_experiment,
     save_state,
     saved_state,
     start_over,
@@ -49,7 +48,7 @@ from .tracking.records import (
 )
 from .tracking.sender import Sender
 from .trainable import StagedData, data_regime
-from .trial import UNFINISHED, RunOptions, TrialConfig, TrialContext, load_trial_data
+from .trial import UNFINISHED, RunOptions, TrialContext, load_trial_data
 from .tuner import (
     check_local_device,
     check_ray_devices,
@@ -58,36 +57,10 @@ from .tuner import (
     make_tuner,
 )
 
+__all__ = ["SearchResult", "prepare", "run", "trial_context"]
+
 SEND_AT_END_SECONDS = 10.0
 """How long the end of a search waits for MLflow before it leaves the rest to `sync`."""
-
-
-@dataclass
-class SearchResult:
-    name: str
-    trials: pd.DataFrame
-    """One row per Ray trial: configuration, seed, outcome, final metrics, params."""
-    ranking: pd.DataFrame
-    """One row per configuration, best first: mean and spread over seeds."""
-    best: dict[str, Any]
-    """The best configuration's params."""
-    directory: Path
-    tracking_uri: str
-    parent_run_id: str = ""
-    """Empty while the parent run has not reached MLflow (`unsent`)."""
-    files: list[Path] = field(default_factory=list)
-    legend: str = ""
-    """The rule of the ranking's fail label, in words."""
-    report: Any = None
-    """The search's `search.report.Report` (None if it could not be written)."""
-    finished_before: bool = False
-    """The search had finished before this call: shown from its files, nothing ran."""
-    unsent: int = 0
-    """Bytes of tracking journal MLflow has not received (its server was down at the end):
-    `resnet-search sync NAME` sends them."""
-    unfinished: list[str] = field(default_factory=list)
-    """What running the same command again would still do (errored or interrupted trials,
-    configurations not asked yet); empty when the search is finished."""
 
 
 def prepare(space: str | SearchSpace,
@@ -124,6 +97,11 @@ def prepare(space: str | SearchSpace,
     if config.sampler == "grid" and not space.anchors:
         raise SearchConfigError(f"sampler='grid' needs anchors; space {space.name!r} has none")
     configurations = len(space.anchors) if config.sampler == "grid" else config.trials
+    if config.race > configurations:
+        where = (f"the grid of space {space.name!r} has" if config.sampler == "grid"
+                 else "--trials asks for")
+        raise SearchConfigError(f"race={config.race} is invalid: {where} {configurations} "
+                                f"configuration(s); allowed: 2 to {configurations} finalists")
     settings = Settings(
         paths=paths, tracking_uri=uri,
         optuna_storage=config.optuna_storage or paths.optuna_uri,
@@ -144,7 +122,9 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
     config = config or SearchConfig()
     space, settings, data = prepare(space, config)  # every check, before anything is written
     paths = settings.paths
-    if not config.fresh and saved_state(paths).get("finished"):
+    state = saved_state(paths)
+    if not config.fresh and state.get("finished") and (
+            not config.race or state.get("race", {}).get("done")):
         return _finished_before(settings)
     check_local_device(config)  # before Ray starts
     started_ray = connect_ray(config)
@@ -174,16 +154,24 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                            concurrency=default_concurrency(config, total), data=data)
         tuner.fit()
         result = _finish(space, config, settings, journal, sender)
-        if _run_again(space, config, settings, journal, searcher, result.trials):
+        if run_again(space, config, settings, journal, searcher, result.trials):
             result = _finish(space, config, settings, journal, sender)
-            searcher.tell_ended(_outcomes(result.trials))
+            searcher.tell_ended(outcomes(result.trials))
         if config.screen:
             _record_screened(searcher, settings, journal)
         if config.give_up_errored:
             _give_up_errored(searcher, result, config.progress)
         unfinished = _unfinished(result, searcher, config.give_up_errored)
+        if config.race and not unfinished and not result.ranking.empty:
+            rounds, left = race(space, config, settings, journal, sender, searcher,
+                                result.ranking, result.trials)
+            unfinished += left
+            if not rounds.empty:
+                result = replace(result, race=rounds,
+                                 files=result.files + save_race(settings, journal, sender,
+                                                                rounds))
         if config.final_retrain and not unfinished and not result.ranking.empty:
-            result = _final_retrain(space, config, settings, journal, sender, searcher, result)
+            result = final_retrain(space, config, settings, journal, sender, searcher, result)
             unfinished += result.unfinished
         result = _report(settings, journal, result)
         save_state(paths, {**saved_state(paths), "finished": not unfinished})
@@ -216,51 +204,11 @@ def _give_up_errored(searcher: SpaceSearcher, result: SearchResult, progress: bo
     outcomes (`SearchConfig.give_up_errored`)."""
     if result.trials.empty:
         return
-    told = searcher.tell_ended(_outcomes(result.trials), errored=True)
+    told = searcher.tell_ended(outcomes(result.trials), errored=True)
     if told and progress:
         print(f"gave up on {len(told)} configuration(s) whose trials ended in error (Optuna "
               f"trial(s) {', '.join(map(str, told))}): told from the seeds that finished, FAIL "
               "where none did", flush=True)
-
-
-def _outcomes(trials: pd.DataFrame) -> dict[int, dict[int, str]]:
-    """Optuna trial number -> seed -> outcome, as the records say."""
-    return {int(number): dict(zip(runs["seed"].astype(int), runs["outcome"]))
-            for number, runs in trials.groupby("optuna_trial")}
-
-
-def _run_again(space: SearchSpace, config: SearchConfig, settings: Settings, journal: Journal,
-               searcher: SpaceSearcher, records: pd.DataFrame, stage: str = "search") -> bool:
-    """Seed runs of `stage` that Ray Tune ended short of their budget without a scheduler's
-    decision (`unfinished`) run again, each from its own directory's checkpoint, in a Ray
-    experiment of their own (FIFO, to their budget). The round's run keys are kept in
-    search.json: a round an interrupt cut off goes on when the search runs again. A search
-    interrupted now runs nothing more. `records`: the stage's trial records. Returns whether a
-    round ran."""
-    if records.empty:
-        return False
-    state, round_key = saved_state(settings.paths), f"again_{stage}"
-    pending = set(state.get(round_key, []))
-    outcome = dict(zip(records["run_key"], records["outcome"]))
-    if any(o == "running" and key not in pending for key, o in outcome.items()):
-        return False
-    keys = sorted(key for key, o in outcome.items()
-                  if o == UNFINISHED or key in pending and o not in ENDED)
-    if not keys:
-        return False
-    rows = records.set_index("run_key").loc[keys]
-    runs = [searcher.trial_config(int(n), int(seed)) if stage == "search"
-            else final_runs(searcher, int(n))[int(seed)]
-            for n, seed in zip(rows["optuna_trial"], rows["seed"])]
-    if config.progress:
-        print(f"{len(runs)} trial(s) ended short of their budget without a scheduler's "
-              "decision: running them again from their checkpoints", flush=True)
-    save_state(settings.paths, {**state, round_key: keys})
-    suffix = AGAIN if stage == "search" else FINAL + AGAIN
-    remove_experiment(settings.storage, settings.name + suffix)  # the trials' own checkpoints
-    make_tuner(config, settings, None, journal, space, total=len(runs), suffix=suffix,
-               concurrency=default_concurrency(config, len(runs)), retrain=runs).fit()
-    return True
 
 
 def _unfinished(result: SearchResult, searcher: SpaceSearcher,
@@ -277,52 +225,6 @@ def _unfinished(result: SearchResult, searcher: SpaceSearcher,
     if not searcher.nothing_left_to_ask():
         left.append("configurations are left to ask")
     return left
-
-
-def _final_retrain(space: SearchSpace, config: SearchConfig, settings: Settings,
-                   journal: Journal, sender: Sender, searcher: SpaceSearcher,
-                   result: SearchResult) -> SearchResult:
-    """Retrain the top configurations on every training image (no validation split, as the
-    paper's test numbers were measured), each seed once, to the full budget; their test error
-    becomes the ranking's `final_test_error` columns, the ones to compare with the paper."""
-    top = result.ranking[result.ranking["full_budget"]].head(config.final_retrain)
-    runs = [run for number in top["optuna_trial"] for run in final_runs(searcher, int(number))]
-    if config.progress:
-        print(f"final retraining: {len(top)} configurations x {config.seeds} seeds on every "
-              "training image", flush=True)
-    make_tuner(config, settings, None, journal, space, total=len(runs),
-               concurrency=default_concurrency(config, len(runs)), retrain=runs).fit()
-    final = pd.DataFrame(trial_records(journal, sender.ids, stage="final"))
-    if _run_again(space, config, settings, journal, searcher, final, "final"):
-        final = pd.DataFrame(trial_records(journal, sender.ids, stage="final"))
-    if final.empty:
-        return result
-    short = int((final["outcome"] == UNFINISHED).sum())
-    if short:  # cut short again: the same command runs them once more
-        result = replace(result, unfinished=[f"{short} final retraining run(s) ended short of "
-                                             "their budget"])
-    stats = final[final["outcome"] == "ok"].groupby("configuration_key")["test_error"].agg(
-        final_test_error_mean="mean", final_test_error_ci95=interval95,
-        final_seeds="count")
-    ranking = result.ranking.merge(stats, how="left", left_on="configuration_key",
-                                   right_index=True)
-    files = save(ranking, result.trials.drop(columns="params_flat", errors="ignore"),
-                 settings.paths.search, f"{settings.name} ({space.name}, {config.scale} "
-                 f"scale, {settings.dataset}), final retraining of the top "
-                 f"{len(top)}", result.legend)
-    finish_search_run(journal, files)
-    return replace(result, ranking=ranking, files=files)
-
-
-def final_runs(searcher: SpaceSearcher, number: int) -> list[TrialConfig]:
-    """The final retraining of configuration `number`: each seed once, to the full budget, on
-    every training image (no validation split), as the paper's test numbers were measured:
-    the search's training and validation images together (its 45k + 5k)."""
-    searched = searcher.trial_config(number, 0).plan.recipe
-    every_image = {"val_size": 0, "train_size": None if searched.train_size is None
-                   else searched.train_size + searched.val_size}
-    return [searcher.trial_config(number, seed, "final", every_image)
-            for seed in range(searcher.seeds)]
 
 
 def _report(settings: Settings, journal: Journal, result: SearchResult) -> SearchResult:

@@ -22,9 +22,13 @@ from .tracking.records import start_search_run
 
 FINAL = "-final"
 """The suffix of the final retraining's Ray experiment."""
+RACE = "-race"
+"""The suffix of the race's Ray experiments, one per round: `-race-s2` runs seed 2."""
 AGAIN = "-again"
 """The suffix of the Ray experiment that runs again the trials Tune cut short (of the search's,
-or of the final retraining's: `-final-again`)."""
+the race's or the final retraining's: `-race-again`, `-final-again`)."""
+STAGE_SUFFIX = {"search": "", "race": RACE, "final": FINAL}
+"""A stage's Ray experiments are the search's name plus this."""
 
 
 def check_stores(config: SearchConfig) -> None:
@@ -97,15 +101,22 @@ def start_over(settings: Settings) -> int:
     import optuna
 
     paths = settings.paths
-    generation = saved_state(paths).get("generation", 0) + 1 if paths.state.exists() else 0
+    state = saved_state(paths)
+    generation = state.get("generation", 0) + 1 if paths.state.exists() else 0
     shutil.rmtree(paths.search, ignore_errors=True)
-    for suffix in ("", FINAL, AGAIN, FINAL + AGAIN):
+    rounds = [race_round(seed) for seed in state.get("race", {}).get("seeds", [])]
+    for suffix in ("", FINAL, AGAIN, FINAL + AGAIN, RACE + AGAIN, *rounds):
         remove_experiment(settings.storage, settings.name + suffix)
     try:
         optuna.delete_study(study_name=settings.name, storage=settings.optuna_storage)
     except KeyError:  # no such study yet
         pass
     return generation
+
+
+def race_round(seed: int) -> str:
+    """The suffix of the race round that runs `seed`."""
+    return f"{RACE}-s{seed}"
 
 
 def remove_experiment(storage: str, name: str) -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from .load import SearchRecord, load_search
+from .mechanism import mechanism_lines
 from .paper import TauResult
 from .paper_section import paper_section
+from .race_section import race_section
 from .render import Document, to_html, to_markdown
 from .replay import ReplayResult
 from .sections import (
@@ -86,12 +88,14 @@ def report(name: str, results_dir: str | Path = "results",
     parts.tables["failures"] = pd.DataFrame(failures(record))
     depth, depth_lines = depth_section(parts)
     ranking = ranking_section(parts, marks, threshold, rule)
+    race = race_section(parts)
     why = propagation_section(parts)
     replayed = replay_search(record)
     found = found_section(parts, replayed.result, optuna_storage)
     sound = soundness_section(parts, replayed)
     compute = compute_section(parts)
-    sections = [s for s in (ranking, paper, depth, why, found, sound, compute) if s is not None]
+    sections = [s for s in (ranking, race, paper, depth, why, found, sound, compute)
+                if s is not None]
     document = Document(_title(record), _subtitle(record), verdict + depth_lines, sections)
     _write(document, parts)
     return Report(record.paths.name, record.paths.search, document.title, document.verdict,
@@ -122,12 +126,15 @@ def _write(document: Document, parts: Parts) -> None:
 
 def verdict_lines(record: SearchRecord, taus: dict[str, TauResult], threshold: float | None,
                   rule: str) -> list[str]:
-    """One sentence per question, with its numbers (PAPER.md section 7)."""
+    """One sentence per question, with its numbers (PAPER.md section 7): the winner set, first
+    among placements and shortcuts, the margins, the mechanism (direct-path share), the
+    paper's failures, rank agreement."""
     lines = [winner_line(record)]
     for line in (placements_line(record), shortcuts_line(record)):
         if line:
             lines.append(line)
     lines += margin_lines(record)
+    lines += mechanism_lines(record)
     failure_line = failures_line(
         record, rule if threshold is None else f"fail: test error above {100 * threshold:.1f}%")
     if failure_line:

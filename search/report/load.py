@@ -4,6 +4,12 @@
     searches/<name>/ranking.csv     one row per configuration (`search.ranking.rank`)
     searches/<name>/trials.csv      one row per seed run, with its `param.<name>` columns
     searches/<name>/trials/<key>/   plan.json, metrics.jsonl, propagation.json per seed run
+    searches/<name>/race*.csv       the race after the search, if one ran: its rounds and runs
+
+A finalist's race seeds are further seeds of the same configuration: its `seed_values` and
+`runs` hold them beside the search's, and its `row` (a copy of its ranking.csv row) has its
+statistics over all of them, so every verdict reads everything measured. ranking.csv itself,
+and `SearchRecord.ranking`, stay the search's own ranking.
 
 Propagation profiles are read as the plain dicts `residual.propagation.PropagationProfile`
 writes (same field names): the report never needs torch.
@@ -21,10 +27,11 @@ import pandas as pd
 
 from residual.kinds import ONE_MINUS_LAMBDA, SHORTCUT_PARAMS
 from search.layout import SearchPaths
-from search.ranking import read
+from search.ranking import interval95, read
 from search.trial.contract import METRICS, PLAN, PROPAGATION, run_key
 
-BUILTIN_SPACES = ("paper-table1", "paper-table2", "paper-joint", "paper-depth")
+BUILTIN_SPACES = ("paper-table1", "paper-table2", "paper-joint", "paper-depth",
+                  "paper-rediscover")
 """The spaces whose reports carry the paper's columns."""
 
 
@@ -65,6 +72,8 @@ class Configuration:
     runs: list[Run] = field(default_factory=list)
     seed_values: dict[str, list[float]] = field(default_factory=dict)
     """val_error, test_error, train_error over the seeds at the configuration's budget."""
+    seeds: list[int] = field(default_factory=list)
+    """The seed of each of `seed_values`' entries."""
 
     @property
     def unit(self) -> dict[str, Any]:
@@ -89,6 +98,10 @@ class Configuration:
         comparison across configurations may use."""
         return self.full_budget or self.fail == "diverged"
 
+    def by_seed(self, metric: str = "val_error") -> dict[int, float]:
+        """{seed: the metric} at this configuration's budget, race seeds included (NaN kept)."""
+        return dict(zip(self.seeds, self.seed_values.get(metric, [])))
+
     def values(self, metric: str = "val_error") -> list[float]:
         """The metric over the seeds at this configuration's budget (NaN runs left out)."""
         return [v for v in self.seed_values.get(metric, []) if not math.isnan(v)]
@@ -104,6 +117,8 @@ class SearchRecord:
     trials: pd.DataFrame
     configurations: list[Configuration]
     budget: int
+    race: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """race.csv: one row per finalist per round (`search.race`); empty without a race."""
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -147,11 +162,20 @@ def load_search(name: str, results_dir: str | Path = "results") -> SearchRecord:
                               f"{paths.search / required}")
     state = json.loads(paths.state.read_text()) if paths.state.exists() else {"name": name}
     ranking, trials = read(paths.search)
+    keys = {"configuration_key": str}
     budget = int(state.get("identity", {}).get("recipe", {}).get("epochs") or 0)
     if not budget and len(ranking):
         budget = int(ranking["epochs"].max())
-    configurations = [_configuration(row, trials, paths, budget) for _, row in ranking.iterrows()]
-    return SearchRecord(paths, state, ranking, trials, configurations, budget)
+    race = _read_csv(paths.race_rounds, {"key": str})
+    runs = pd.concat([trials.assign(stage="search"),
+                      _read_csv(paths.race_trials, keys).assign(stage="race")],
+                     ignore_index=True)
+    configurations = [_configuration(row, runs, paths, budget) for _, row in ranking.iterrows()]
+    return SearchRecord(paths, state, ranking, trials, configurations, budget, race)
+
+
+def _read_csv(path: Path, dtype: dict[str, type]) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=dtype) if path.exists() else pd.DataFrame()
 
 
 def _configuration(row: pd.Series, trials: pd.DataFrame, paths: SearchPaths,
@@ -174,16 +198,32 @@ def _configuration(row: pd.Series, trials: pd.DataFrame, paths: SearchPaths,
                 config.net = json.loads(plan.read_text()).get("net", {})
         config.runs.append(run)
         if trial["outcome"] != "error" and int(trial["epochs"]) == reached:
+            config.seeds.append(int(trial["seed"]))
             for metric in seed_values:
                 value = trial.get(metric)
                 seed_values[metric].append(math.nan if _missing(value) else float(value))
     config.seed_values = seed_values
+    if (mine["stage"] == "race").any():  # race seeds too: the row's statistics over every seed
+        config.row = _over_seeds(row, seed_values)
     return config
 
 
+def _over_seeds(row: pd.Series, seed_values: dict[str, list[float]]) -> pd.Series:
+    """A ranking row's mean, median, spread and 95% interval over `seed_values`."""
+    row = row.copy()
+    for metric, values in seed_values.items():
+        series = pd.Series(values, dtype=float)
+        row[f"{metric}_mean"], row[f"{metric}_median"] = series.mean(), series.median()
+        row[f"{metric}_std"], row[f"{metric}_ci95"] = series.std(), interval95(series)
+    row["seeds"] = len(seed_values["val_error"])
+    return row
+
+
 def _run_key(trial: pd.Series) -> str:
-    """The seed run's key, its trial directory's name (`0003-s1`)."""
-    return run_key(int(trial["optuna_trial"]), int(trial["seed"]))
+    """The seed run's key, its trial directory's name (`0003-s1`, a race's `race-0003-s1`)."""
+    key = trial.get("run_key")
+    return str(key) if isinstance(key, str) else run_key(int(trial["optuna_trial"]),
+                                                         int(trial["seed"]))
 
 
 def _run_dir(work: Path, trial: pd.Series) -> Path | None:

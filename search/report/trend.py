@@ -4,6 +4,9 @@ For each unit type and depth: the original unit's validation error minus full pr
 (and minus ReLU-only pre-activation's), in points, with the 95% Welch interval over seeds
 (`verdict.difference`). The paper's message: the gap is small at ResNet-110 (6.61 vs 6.37) and
 grows with depth (ResNet-164 5.93 vs 5.46, ResNet-1001 7.61 vs 4.92).
+
+"Grows" is a claim about a difference of differences, D = gap(deepest) - gap(shallowest), so it
+needs D's own interval, not the two gaps' (see `growth`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from scipy import stats
 
 from .load import Configuration, SearchRecord
 from .plots import COLOURS, save_figure
@@ -22,6 +26,10 @@ from .verdict import PLACEMENT_NAMES, comparable, difference
 
 PRE_ACTIVATIONS = ("full_preact", "relu_preact")
 UNIT_TYPES = {False: "basic", True: "bottleneck"}
+GAP_ERRORS = "gap_errors"
+"""`depth_trend(...).attrs[GAP_ERRORS]`: {(unit, depth, original minus): (se, df)}, each gap's
+Welch standard error and its Welch-Satterthwaite degrees of freedom (NaN below two seeds a
+side). In attrs, not columns, so the table the report prints stays as it was."""
 
 
 def _by_cell(record: SearchRecord) -> dict[tuple[bool, int, str], Configuration]:
@@ -31,10 +39,30 @@ def _by_cell(record: SearchRecord) -> dict[tuple[bool, int, str], Configuration]
             if c.unit.get("shortcut") == "identity" and c.depth is not None}
 
 
+def gap_error(a: Configuration, b: Configuration) -> tuple[float, float]:
+    """(se, df) of mean(a) - mean(b) over their seeds at the budget (points): Welch's
+    sqrt(s_a^2/n_a + s_b^2/n_b) and Welch-Satterthwaite's df; NaN below two seeds a side."""
+    parts = []
+    for config in (a, b):
+        x = 100 * np.asarray(config.values("val_error"), dtype=float)
+        if len(x) < 2:
+            return math.nan, math.nan
+        parts.append((float(x.var(ddof=1)) / len(x), len(x) - 1))
+    return _combined(parts)
+
+
+def _combined(parts: list[tuple[float, float]]) -> tuple[float, float]:
+    """Variances of independent means with their df -> (se of their sum, Satterthwaite df)."""
+    total = sum(v for v, _ in parts)
+    share = sum(v * v / df for v, df in parts)
+    return math.sqrt(total), (total * total / share if share > 0 else math.inf)
+
+
 def depth_trend(record: SearchRecord) -> pd.DataFrame:
-    """One row per unit type, depth and pre-activation: the gap and its interval."""
+    """One row per unit type, depth and pre-activation: the gap and its interval; each gap's
+    standard error in `attrs[GAP_ERRORS]`."""
     cells = _by_cell(record)
-    rows = []
+    rows, errors = [], {}
     for bottleneck, depth in sorted({(b, d) for b, d, _ in cells}):
         original = cells.get((bottleneck, depth, "original"))
         for placement in PRE_ACTIVATIONS:
@@ -46,15 +74,44 @@ def depth_trend(record: SearchRecord) -> pd.DataFrame:
                          "original minus": placement, "gap": gap.mean, "low": gap.low,
                          "high": gap.high, "seeds": min(gap.n_a, gap.n_b),
                          "separated": gap.separated})
-    return pd.DataFrame(rows)
+            errors[(UNIT_TYPES[bottleneck], depth, placement)] = gap_error(original, other)
+    table = pd.DataFrame(rows)
+    table.attrs[GAP_ERRORS] = errors
+    return table
+
+
+def growth(deep: float, shallow: float, deep_error: tuple[float, float],
+           shallow_error: tuple[float, float]) -> tuple[float, float, float]:
+    """D = deep - shallow (gaps, points) and its 95% interval (low, high).
+
+    Method: the four cells (original and full pre-activation at the two depths) are
+    independent groups of seed runs, so D's standard error is the root of the sum of their
+    four s^2/n, and its degrees of freedom Welch-Satterthwaite's over those four terms (the two
+    gaps' (se, df) combine to exactly that); interval D +- t(0.975, df) * se, scipy's t. It
+    ignores any positive correlation between cells run on the same seed, so it is
+    conservative where seeds pair. NaN bounds when a cell has one seed; D itself when every
+    cell has no spread."""
+    d = deep - shallow
+    if any(math.isnan(v) for v in (*deep_error, *shallow_error)):
+        return d, math.nan, math.nan
+    parts = [(se * se, df) for se, df in (deep_error, shallow_error)]
+    se, df = _combined(parts)
+    if se == 0:
+        return d, d, d
+    half = float(stats.t.ppf(0.975, df)) * se
+    return d, d - half, d + half
 
 
 def trend_lines(trend: pd.DataFrame) -> list[str]:
     """The verdict's sentences: per unit type, does the gap to full pre-activation grow with
-    depth, and is it separated from zero at the deepest depth?"""
+    depth? "Grows" (Yes) only when the gap's means increase from depth to depth and D, the
+    deepest gap minus the shallowest, is separated above zero (`growth`); "means increase, not
+    separated" when they increase and D's interval reaches zero; "does not grow" (No) when they
+    do not increase. And is the gap separated from zero at the deepest depth?"""
     lines = []
     if trend.empty:
         return lines
+    errors = trend.attrs.get(GAP_ERRORS, {})
     full = trend[trend["original minus"] == "full_preact"]
     for unit, rows in full.groupby("unit", sort=False):
         rows = rows.sort_values("depth")
@@ -62,20 +119,32 @@ def trend_lines(trend: pd.DataFrame) -> list[str]:
         if len(rows) < 2:
             lines.append(f"Gap with depth ({unit} units): one depth measured ({gaps}).")
             continue
-        grows = bool(np.all(np.diff(rows["gap"].to_numpy()) > 0))
-        deepest = rows.iloc[-1]
-        if math.isnan(deepest["low"]):
-            separated = "no interval at the deepest depth (one seed)"
-        elif deepest["separated"]:
-            separated = (f"separated from zero at depth {deepest['depth']} (95% interval "
-                         f"{deepest['low']:+.2f} to {deepest['high']:+.2f})")
-        else:
-            separated = (f"not separated from zero at depth {deepest['depth']} (95% interval "
-                         f"{deepest['low']:+.2f} to {deepest['high']:+.2f})")
+        shallowest, deepest = rows.iloc[0], rows.iloc[-1]
+        nan = (math.nan, math.nan)
+        d, low, high = growth(deepest["gap"], shallowest["gap"],
+                              errors.get((unit, deepest["depth"], "full_preact"), nan),
+                              errors.get((unit, shallowest["depth"], "full_preact"), nan))
+        increase = bool(np.all(np.diff(rows["gap"].to_numpy()) > 0))
+        resolved = not math.isnan(low)
+        answer, grows = (("No", "does not grow") if not increase else
+                         ("Not resolved (one seed)", "means increase, not resolved (one seed)")
+                         if not resolved else ("Yes", "grows") if low > 0 else
+                         ("Not separated", "means increase, not separated"))
+        interval = (f" (95% interval {low:+.2f} to {high:+.2f}, Welch-Satterthwaite over the "
+                    f"four cells' seeds)" if resolved else " (no interval: a cell has one seed)")
         lines.append(f"Does the original unit fall further behind full pre-activation with "
-                     f"depth ({unit} units)? {'Yes' if grows else 'No'}: original minus "
-                     f"full pre-activation is {gaps} points of validation error; {separated}.")
+                     f"depth ({unit} units)? {answer}: original minus full pre-activation is "
+                     f"{gaps} points of validation error; {grows}: depth {deepest['depth']} "
+                     f"minus depth {shallowest['depth']} is {d:+.2f} points{interval}; "
+                     f"{_at_deepest(deepest)}.")
     return lines
+
+
+def _at_deepest(deepest: pd.Series) -> str:
+    if math.isnan(deepest["low"]):
+        return "no interval at the deepest depth (one seed)"
+    return (f"{'' if deepest['separated'] else 'not '}separated from zero at depth "
+            f"{deepest['depth']} (95% interval {deepest['low']:+.2f} to {deepest['high']:+.2f})")
 
 
 def trend_plot(trend: pd.DataFrame, path: Path) -> Path | None:

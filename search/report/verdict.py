@@ -1,114 +1,54 @@
 """The verdict: one sentence per question of PAPER.md section 7, each with its numbers.
 
-- Which configuration won, and is full pre-activation with identity shortcuts first among
-  placements and among shortcuts?
-- By how much over the original unit, with the 95% interval of the difference (Welch t over
-  seeds)? If the interval crosses zero: not separated, and about how many seeds the observed
-  spread would need.
+- Which configurations won (the winner set), and is full pre-activation with identity
+  shortcuts first among placements and among shortcuts? Each answer is first, tied first
+  (the others named), behind (separated; who is ahead named) or not resolved (one seed), by
+  search/compare.py's rule (separation.py says it in words).
+- By how much over the original unit, with the interval of the difference (compare.py's test:
+  paired t over shared seeds, else Welch t)? If it crosses zero: not separated, and about how
+  many seeds the observed spread would need.
 - Are the paper's failures (constant scaling with s = 1, exclusive gating near b_g = 0, the
   dropout shortcut) failures here (the ranking's fail label)?
 
-Differences are in points of validation error (the ranking's objective), percent.
+The mechanism's questions (the direct-path share, Eq. 5/8) are mechanism.py's. Differences
+are in points of validation error (the ranking's objective), percent.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from search.compare import compare_to_best, winner_set
 
 from .load import Configuration, SearchRecord
+from .separation import (
+    BEHIND,
+    FIRST,
+    NOT_RESOLVED,
+    TIED,
+    Difference,
+    by_seed,
+    comparable,
+    difference,
+    how_compared,
+    margin,
+    names_of,
+    plural,
+    seeds_needed,
+    standing,
+    winner_table,
+)
+
+# Re-exported (search.report, trend.py and paper.py read them here); their home is separation.py.
+__all__ = ["Difference", "comparable", "difference", "seeds_needed"]
 
 PLACEMENT_NAMES = {"original": "the original unit", "bn_after_add": "BN after addition",
                    "relu_before_add": "ReLU before addition",
                    "relu_preact": "ReLU-only pre-activation",
                    "full_preact": "full pre-activation"}
-
-
-@dataclass(frozen=True)
-class Difference:
-    """a - b in points of validation error, with the 95% Welch interval over seeds."""
-
-    a: str
-    b: str
-    mean: float
-    low: float
-    high: float
-    n_a: int
-    n_b: int
-    sd: float
-    """The observed spread: sqrt((sd_a^2 + sd_b^2) / 2), points."""
-
-    @property
-    def has_interval(self) -> bool:
-        return not (math.isnan(self.low) or math.isnan(self.high))
-
-    @property
-    def separated(self) -> bool:
-        return self.has_interval and (self.low > 0 or self.high < 0)
-
-    def seeds_needed(self, limit: int = 10_000) -> int | None:
-        return seeds_needed(self.mean, self.sd, limit)
-
-    def describe(self) -> str:
-        text = f"{self.mean:+.2f} points"
-        if not self.has_interval:
-            return text + f" (no interval: {min(self.n_a, self.n_b)} seed)"
-        text += (f" (95% interval {self.low:+.2f} to {self.high:+.2f}, Welch t over "
-                 f"{self.n_a} and {self.n_b} seeds)")
-        if self.separated:
-            return text + ": separated"
-        needed = self.seeds_needed()
-        more = ("no number of seeds would separate them" if needed is None
-                else f"the observed spread (sd {self.sd:.2f} points) would need about "
-                     f"{needed} seeds per configuration")
-        return text + f": not separated; {more}"
-
-
-def difference(a: Configuration, b: Configuration) -> Difference:
-    """a's validation error minus b's over their seeds at the budget (percent points)."""
-    x = 100 * np.asarray(a.values("val_error"), dtype=float)
-    y = 100 * np.asarray(b.values("val_error"), dtype=float)
-    if len(x) == 0 or len(y) == 0:
-        mean = 100 * (float(a.row.get("val_error_mean", math.nan))
-                      - float(b.row.get("val_error_mean", math.nan)))
-        return Difference(a.label, b.label, mean, math.nan, math.nan, len(x), len(y), math.nan)
-    mean = float(x.mean() - y.mean())
-    sd_x = float(x.std(ddof=1)) if len(x) > 1 else math.nan
-    sd_y = float(y.std(ddof=1)) if len(y) > 1 else math.nan
-    sd = math.sqrt((sd_x ** 2 + sd_y ** 2) / 2)
-    low = high = math.nan
-    if len(x) > 1 and len(y) > 1:
-        if sd_x == 0 and sd_y == 0:
-            low = high = mean
-        else:
-            interval = stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
-            low, high = float(interval.low), float(interval.high)
-    return Difference(a.label, b.label, mean, low, high, len(x), len(y), sd)
-
-
-def seeds_needed(diff: float, sd: float, limit: int = 10_000) -> int | None:
-    """The smallest n (seeds per configuration) with t(0.975, 2n-2) * sd * sqrt(2/n) < |diff|:
-    how many seeds the observed spread needs before a difference this size is separated.
-    None when no n up to `limit` is enough (or there is no difference)."""
-    if math.isnan(diff) or math.isnan(sd) or diff == 0:
-        return None
-    for n in range(2, limit + 1):
-        if stats.t.ppf(0.975, 2 * n - 2) * sd * math.sqrt(2 / n) < abs(diff):
-            return n
-    return None
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-def _err(config: Configuration) -> str:
-    return f"{100 * float(config.row.get('val_error_mean', math.nan)):.2f}%"
 
 
 def _best_by(configs: list[Configuration],
@@ -152,46 +92,73 @@ def _at_one_depth(configs: list[Configuration], key: Callable[[Configuration], o
     return groups[depth], f" at depth {depth}"
 
 
-def comparable(record: SearchRecord) -> list[Configuration]:
-    return [c for c in record.configurations if c.comparable]
-
-
 def winner_line(record: SearchRecord) -> str:
-    configs = comparable(record)
-    if not configs:
+    """The winner set (compare.py over every comparable configuration), or why it is not
+    resolved."""
+    configs = {c.key: c for c in comparable(record)}
+    table = winner_table(record).set_index("key", drop=False)
+    if table.empty:
         return "Winner: none; no configuration trained the full budget."
-    top = min(configs, key=lambda c: c.rank)
-    r = top.row
-    half = r.get("val_error_ci95")
-    spread = "" if half is None or math.isnan(half) else f" ± {100 * half:.2f}"
-    test = r.get("test_error_mean")
-    test = "" if test is None or math.isnan(test) else f", test {100 * test:.2f}%"
-    return (f"Winner: {top.label}, rank {top.rank} of {len(record.configurations)} at the "
-            f"full budget of {record.budget} epochs (validation error {_err(top)}{spread} "
-            f"over {int(r.get('seeds', 0))} seeds{test}).")
+    said = {k: f"{configs[k].label} ({table.at[k, 'mean']:.2f}%)" for k in table.index}
+    at = f"at the full budget of {record.budget} epochs"
+    single = [k for k in table.index if table.at[k, "seeds"] < 2]
+    if len(single) == len(table):
+        first, *rest = sorted(table.index, key=lambda k: (table.at[k, "mean"], k))
+        gap = table.at[rest[0], "mean"] - table.at[first, "mean"] if rest else 0.0
+        after = f"; next: {said[rest[0]]}, {gap:+.2f} points" if rest else ""
+        return (f"Winner: {NOT_RESOLVED}: best on its one seed is {said[first]}, of "
+                f"{plural(len(table), 'configuration')} {at}{after}.")
+    best = table.index[0]
+    if len(single) == len(table) - 1:
+        return (f"Winner: not resolved: {said[best]} over {table.at[best, 'seeds']} seeds is "
+                f"the only configuration {at} with two seeds or more; {NOT_RESOLVED}: "
+                f"{plural(len(single), 'configuration')}.")
+    values = {k: by_seed(configs[k]) for k in table.index}
+    winners = winner_set(table.reset_index(drop=True))
+    behind = [configs[k].label for k in table.index if table.at[k, "status"] == "behind"]
+    text = (f"Winner set {at} (not separated from the best, {how_compared(table, values)}): "
+            + ", ".join(said[k] for k in winners) + (" alone" if len(winners) == 1 else ""))
+    if behind:
+        text += f"; separated behind: {names_of(behind)}"
+    if single:
+        text += f"; {NOT_RESOLVED}: {plural(len(single), 'configuration')}"
+    return text + "."
+
+
+def _answer(answers: list[str]) -> str:
+    """One word for several parts' answers (FIRST, TIED, BEHIND, NOT_RESOLVED)."""
+    resolved = [a for a in answers if a != NOT_RESOLVED]
+    if not resolved:
+        return "Not resolved (one seed)"
+    word = ("Yes" if all(a == FIRST for a in resolved) else
+            "No" if all(a == BEHIND for a in resolved) else
+            "Tied" if BEHIND not in resolved else "Partly")
+    return word + (" where resolved" if len(resolved) < len(answers) else "")
 
 
 def placements_line(record: SearchRecord) -> str | None:
+    """Is full pre-activation first among placements (identity shortcuts), per unit type at
+    one depth?"""
     configs = [c for c in comparable(record) if c.unit.get("shortcut") == "identity"]
-    parts, places = [], []
+    parts, answers = [], []
     for bottleneck, name in ((False, "basic"), (True, "bottleneck")):
         mine, where = _at_one_depth([c for c in configs
                                      if bool(c.unit.get("bottleneck")) == bottleneck],
                                     _activation, "full_preact")
-        best = _best_by(mine, _activation)
-        if len(best) < 2:
+        values = {a: by_seed(c) for a, c in _best_by(mine, _activation).items()}
+        values = {a: v for a, v in values.items() if v}
+        if len(values) < 2:
             continue
-        order = list(best)
-        top = best[order[0]]
-        if "full_preact" not in best:
+        if "full_preact" not in values:
+            top = min(values, key=lambda a: np.mean(list(values[a].values())))
             parts.append(f"full pre-activation is not measured with {name} units{where} "
-                         f"(best: {PLACEMENT_NAMES.get(order[0], order[0])}, {_err(top)})")
+                         f"(lowest mean: {PLACEMENT_NAMES.get(top, top)}, "
+                         f"{np.mean(list(values[top].values())):.2f}%)")
             continue
-        place = order.index("full_preact") + 1
-        places.append(place)
-        tail = "" if place == 1 else f" vs {PLACEMENT_NAMES.get(order[0])}'s {_err(top)}"
-        parts.append(f"full pre-activation is {_ordinal(place)} of {len(order)} with {name} "
-                     f"units{where} ({_err(best['full_preact'])}{tail})")
+        names = {a: PLACEMENT_NAMES.get(a, str(a)) for a in values}
+        answer, words = standing("full_preact", values, names, "placement")
+        answers.append(answer)
+        parts.append(f"with {name} units{where}, {words}")
     if not parts:
         activations = {c.unit.get("activation") for c in comparable(record)}
         if len(activations) == 1:
@@ -199,42 +166,44 @@ def placements_line(record: SearchRecord) -> str | None:
             return (f"First among placements? Not searched: every configuration has "
                     f"{PLACEMENT_NAMES.get(only, only)}.")
         return None
-    answer = ("Not measured" if not places else "Yes" if all(p == 1 for p in places)
-              else "Partly" if 1 in places else "No")
+    answer = _answer(answers) if answers else "Not measured"
     return f"First among placements (identity shortcuts)? {answer}: " + "; ".join(parts) + "."
 
 
 def shortcuts_line(record: SearchRecord) -> str | None:
-    configs = comparable(record)
+    """Is the identity shortcut first among shortcut types, with full pre-activation where it
+    is measured (else the placement with the most shortcut types), at one depth?"""
     by_activation: dict[str, list[Configuration]] = {}
-    for c in configs:
+    for c in comparable(record):
         by_activation.setdefault(c.unit.get("activation", "original"), []).append(c)
     depths = {a: _at_one_depth(cs, _shortcut, "identity") for a, cs in by_activation.items()}
-    candidates = {a: _best_by(cs, _shortcut) for a, (cs, _) in depths.items()}
-    candidates = {a: best for a, best in candidates.items() if len(best) >= 2}
+    candidates = {}
+    for a, (cs, _) in depths.items():
+        values = {s: by_seed(c) for s, c in _best_by(cs, _shortcut).items()}
+        candidates[a] = {s: v for s, v in values.items() if v}
+    candidates = {a: values for a, values in candidates.items() if len(values) >= 2}
     if not candidates:
         return None
     activation = ("full_preact" if "full_preact" in candidates
                   else max(candidates, key=lambda a: len(candidates[a])))
-    best = candidates[activation]
-    order = list(best)
+    values = candidates[activation]
     where = f"with {PLACEMENT_NAMES.get(activation, activation)}{depths[activation][1]}"
-    top = best[order[0]]
-    if "identity" not in best:
+    if "identity" not in values:
+        top = min(values, key=lambda s: np.mean(list(values[s].values())))
         return (f"First among shortcuts? Not measured: no identity shortcut {where} "
-                f"(best: {order[0]}, {_err(top)}).")
-    place = order.index("identity") + 1
-    identity = best["identity"]
-    tail = "" if place == 1 else f" vs {order[0]}'s {_err(top)}"
-    return (f"First among shortcuts ({where})? {'Yes' if place == 1 else 'No'}: identity is "
-            f"{_ordinal(place)} of {len(order)} shortcut types ({_err(identity)}{tail}).")
+                f"(lowest mean: {top}, {np.mean(list(values[top].values())):.2f}%).")
+    answer, words = standing("identity", values, {s: str(s) for s in values}, "shortcut type")
+    word = {FIRST: "Yes", TIED: "Tied", BEHIND: "No"}.get(answer, "Not resolved (one seed)")
+    return f"First among shortcuts ({where})? {word}: {words}."
 
 
 def margin_lines(record: SearchRecord) -> list[str]:
     """Full pre-activation over the original unit (identity shortcuts, one depth) where both
-    are measured; otherwise the winner over the identity/original unit; and the winner over the
-    runner-up."""
-    configs = sorted(comparable(record), key=lambda c: c.rank)
+    are measured; otherwise the winner (the winner set's best) over the identity/original unit;
+    and the winner over the runner-up. compare.py's test (`separation.margin`), so a margin and
+    the winner set, or the placements line, never disagree."""
+    configs = comparable(record)
+    table = winner_table(record)
     lines = []
     identity = [c for c in configs if c.unit.get("shortcut") == "identity"]
     for bottleneck, name in ((False, "basic"), (True, "bottleneck")):
@@ -246,24 +215,29 @@ def margin_lines(record: SearchRecord) -> list[str]:
             depth = max(both, key=lambda d: d or 0)
             mine = both[depth]
             where = f" at depth {depth}" if len(groups) > 1 else ""
-            diff = difference(mine["full_preact"], mine["original"])
+            placements = compare_to_best({c.key: by_seed(c) for c in mine.values()})
+            diff = margin(mine["full_preact"], mine["original"],
+                          {"the winner set": table,
+                           f"the placements compared ({name} units{where})": placements})
             lines.append(f"Margin of full pre-activation over the original unit ({name} "
                          f"units{where}, pre-activation minus original, validation error): "
                          f"{diff.describe()}.")
-    if lines or len(configs) < 2:
+    if lines or len(table) < 2:
         return lines
-    top = configs[0]
-    reference = next((c for c in identity if c.unit.get("activation") == "original"
+    keys, families = {c.key: c for c in configs}, {"the winner set": table}
+    top = keys[table["key"].iloc[0]]
+    reference = next((c for c in sorted(identity, key=lambda c: c.rank)
+                      if c.unit.get("activation") == "original"
                       and not c.unit.get("bottleneck")), None)
     if reference is not None and reference is not top:
-        diff = difference(top, reference)
         lines.append(f"Margin of the winner over the original unit ({top.label} minus "
-                     f"{reference.label}): {diff.describe()}.")
-    runner_up = configs[1]
+                     f"{reference.label}): {margin(top, reference, families).describe()}.")
+    rest = table.iloc[1:]
+    runner_up = keys[(rest[rest["seeds"] >= 2] if (rest["seeds"] >= 2).any()
+                      else rest)["key"].iloc[0]]
     if runner_up is not reference:
-        diff = difference(top, runner_up)
         lines.append(f"Margin of the winner over the runner-up ({top.label} minus "
-                     f"{runner_up.label}): {diff.describe()}.")
+                     f"{runner_up.label}): {margin(top, runner_up, families).describe()}.")
     return lines
 
 

@@ -101,11 +101,12 @@ class MlflowTracker(tune.Callback):
                 "network": plan.net.name, "outcome": "running",
                 "configuration_key": config.configuration_key,
                 "stage": config.stage, "params": json.dumps(config.params)}
-        final = "final-" if config.stage == "final" else ""
-        # The other direction of the lineage: the Optuna trial gets the run's id.
+        stage = "" if config.stage == "search" else f"{config.stage}-"
+        # The other direction of the lineage: the Optuna trial gets the run's id (its search
+        # seeds: the objective Optuna was told).
         link = {"storage": self.optuna_storage, "study": self.search_name, "number": number,
-                "seed": seed} if self.optuna_storage and not final else None
-        self.journal.create_run(key, f"{final}{number}-{plan.net.name}-s{seed}", tags,
+                "seed": seed} if self.optuna_storage and not stage else None
+        self.journal.create_run(key, f"{stage}{number}-{plan.net.name}-s{seed}", tags,
                                 parent=PARENT, find=identity,
                                 optuna=link)
         params = {k: str(v) for k, v in {**plan.flat(), "optuna_trial": number}.items()

@@ -25,9 +25,10 @@ from spaces import Recipe, TrialPlan
 
 from .device import check_device_name
 
-STAGES = ("search", "final")
-"""search: a seed run of a sampled configuration; final: the retraining of a finalist on every
-training image (`--final-retrain`). The race over the finalists' further seeds adds its own."""
+STAGES = ("search", "race", "final")
+"""search: a seed run of a sampled configuration; race: a further seed of a finalist after the
+search (`--race`), the same recipe; final: the retraining of a finalist on every training image
+(`--final-retrain`)."""
 
 # A trial directory's files (written by `directory.py`, read by the tracker and the report).
 CHECKPOINT = "checkpoint.pt"
@@ -46,8 +47,8 @@ class TrialConfigError(ValueError):
 
 def run_key(optuna_trial: int, seed: int, stage: str = "search") -> str:
     """`0003-s1`: the seed run's directory and MLflow run, stable across driver restarts (Ray
-    trial ids are not). The final retraining's runs are `final-0003-s1`."""
-    return f"{'final-' if stage == 'final' else ''}{optuna_trial:04d}-s{seed}"
+    trial ids are not). The race's are `race-0003-s1`, the final retraining's `final-0003-s1`."""
+    return f"{'' if stage == 'search' else stage + '-'}{optuna_trial:04d}-s{seed}"
 
 
 def plan_to_dict(plan: TrialPlan) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Shared helpers for the search tests: a user's space file, the CLI, and the stores."""
 
+import json
 import os
 import signal
 import socket
@@ -174,14 +175,23 @@ def assert_one_truth(results: Path, name: str, budget: int, errors_final: bool =
         outcome = run_.data.tags["outcome"]
         expected = "FAILED" if outcome == "error" else "FINISHED"
         assert run_.info.status == expected and outcome != "running", (key, outcome)
-    # A trial Tune cut short ran again in an experiment of its own: its last word counts.
-    again = results / "ray" / f"{name}-again"
-    ray_trials = [trial for experiment in (results / "ray" / name, again) if experiment.exists()
+    # A trial Tune cut short ran again in an experiment of its own: its last word counts. A
+    # race's rounds are experiments of their own too (`<name>-race-s<seed>`).
+    experiments = [results / "ray" / name, results / "ray" / f"{name}-again",
+                   *sorted((results / "ray").glob(f"{name}-race-s*")),
+                   results / "ray" / f"{name}-race-again"]
+    ray_trials = [trial for experiment in experiments if experiment.exists()
                   for trial in ExperimentAnalysis(str(experiment)).trials]
     ray_outcome = {t.config["run_key"]: "error" if t.status == "ERROR" else
                    (t.last_result or {}).get("outcome") for t in ray_trials}
     for key, run_ in runs.items():
         outcome = run_.data.tags["outcome"]
+        if key not in ray_outcome:  # a race round that ran again started its experiment anew:
+            # the run's own directory keeps its end (search.rounds.fit_runs)
+            assert run_.data.tags["stage"] != "search", key
+            result = results / "searches" / name / "trials" / key / "result.json"
+            assert json.loads(result.read_text())["outcome"] == outcome, key
+            continue
         assert ray_outcome[key] == ("running" if outcome == "stopped" else outcome), key
     by_number = {}
     for run_ in runs.values():

@@ -28,6 +28,13 @@ RUN = [  # resnet-search run ...
     (["paper-table1", "--reduction-factor", "1"], "reduction_factor=1 is invalid"),
     (["paper-table1", "--max-failures", "-1"], "-1 is invalid; allowed: an integer >= 0"),
     (["paper-table1", "--final-retrain", "-1"], "-1 is invalid; allowed: an integer >= 0"),
+    (["paper-table1", "--race", "1"], "race=1 is invalid; allowed: 0 (no race) or an "
+                                      "integer >= 2"),
+    (["paper-table1", "--race", "3", "--seeds", "3", "--race-seeds", "3"],
+     "race_seeds=3 is invalid with seeds=3; allowed: an integer > seeds"),
+    (["paper-table2", "--race", "11", "--sampler", "grid"],
+     "race=11 is invalid: the grid of space 'paper-table2' has 10 configuration(s); allowed: "
+     "2 to 10 finalists"),
     (["paper-table1", "--stop-at-chance", "0"], "0 is invalid; allowed: an integer >= 1"),
     (["paper-table1", "--validate-every", "-1"], "-1 is invalid; allowed: an integer >= 0"),
     (["paper-table1", "--seed", str(2**64)], f"{2**64} is invalid; allowed: an integer in "

@@ -79,13 +79,32 @@ def test_tau_is_scipy_kendall_tau_b_against_table1(done, results):
 
 
 def test_the_verdict_names_the_rankings_winner(done, results):
-    ranking = pd.read_csv(results / "searches" / NAME / "ranking.csv")
+    """The winner set and the shortcut answer by compare.py's rule, recomputed from the
+    trials: the ranking's first is the best (2 seeds each), and identity is first among
+    shortcuts only when separated from every other shortcut type's best."""
+    from search.compare import compare_to_best, winner_set
+
+    directory = results / "searches" / NAME
+    ranking = pd.read_csv(directory / "ranking.csv", dtype={"configuration_key": str})
+    trials = pd.read_csv(directory / "trials.csv", dtype={"configuration_key": str})
     winner = ranking.loc[ranking["rank"] == 1, "configuration"].item()
-    assert done["verdict"][0].startswith(f"Winner: {winner},")
+    assert done["verdict"][0].startswith("Winner set at the full budget of 3 epochs (not "
+                                         "separated from the best, paired t over 2 seeds")
+    assert f"): {winner} (" in done["verdict"][0]
     assert winner in done["summary"].splitlines()[1]
-    identity = ranking.loc[ranking["configuration"] == "resnet8-identity-original", "rank"]
+    values = {}
+    for _, row in ranking.sort_values("rank").iterrows():
+        runs = trials[(trials["configuration_key"] == row["configuration_key"])
+                      & (trials["outcome"] != "error") & (trials["epochs"] == row["epochs"])]
+        values.setdefault(_unit_of(results, row, trials).shortcut,
+                          dict(zip(runs["seed"], 100 * runs["val_error"])))
+    status = compare_to_best(values).set_index("key")["status"]
     shortcuts = next(line for line in done["verdict"] if "among shortcuts" in line)
-    assert ("Yes" in shortcuts) == (identity.item() == 1)
+    answer = shortcuts.split("?")[1].strip()
+    expected = ("Yes" if winner_set(compare_to_best(values)) == ["identity"] else
+                "Tied" if status["identity"] in ("best", "tied") else
+                "Not resolved (one seed)" if status["identity"] == "unresolved" else "No")
+    assert answer.startswith(expected + ":"), shortcuts
     assert "placements? Not searched" in " ".join(done["verdict"])
 
 
@@ -162,7 +181,9 @@ def test_a_user_space_gets_the_report_without_the_paper(results, tmp_path):
     assert "Against the paper" not in page and "Verdict" in page
     features = r.tables["screen_features"].set_index("configuration")
     assert features.loc[ranking.loc[last, "configuration"], "measured fail"]
-    assert r.verdict[0].startswith(f"Winner: {ranking.iloc[0]['configuration']},")
+    assert r.verdict[0].startswith("Winner set at the full budget of 3 epochs (not separated "
+                                   "from the best, paired t over 2 seeds")
+    assert f"): {ranking.iloc[0]['configuration']} (" in r.verdict[0]
 
 
 def test_the_compute_table_sums_every_runs_recorded_epochs(results):

@@ -39,7 +39,8 @@ def measured(results):
                            f"{int(first['seed'])}" / "plan.json").read_text())
         out.append({"unit": UnitSpec.from_dict(plan["net"]["unit"]),
                     "depth": plan["net"]["depth"], "rank": row["rank"],
-                    "label": row["configuration"], "val": runs["val_error"].tolist()})
+                    "label": row["configuration"], "val": runs["val_error"].tolist(),
+                    "seeds": runs["seed"].tolist()})
     return out
 
 
@@ -84,10 +85,29 @@ def test_table3_is_original_to_full_preactivation(results, measured):
 
 
 def test_the_verdict_places_full_preactivation(done, measured):
-    basic = sorted((m for m in measured if not m["unit"].bottleneck), key=lambda m: m["rank"])
-    place = [m["unit"].activation for m in basic].index("full_preact") + 1
+    """compare.py's rule, recomputed from the trials: first only when separated from every
+    other placement, tied first with every member of the winner set named, else behind."""
+    from search.compare import compare_to_best, winner_set
+    from search.report.verdict import PLACEMENT_NAMES
+
+    basic = [m for m in measured if not m["unit"].bottleneck]
+    values = {m["unit"].activation: {s: 100 * v for s, v in zip(m["seeds"], m["val"])}
+              for m in basic}
+    table = compare_to_best(values)
+    winners = winner_set(table)
     line = next(v for v in done["verdict"] if v.startswith("First among placements"))
-    assert re.search(rf"full pre-activation is {place}\w\w of 5 with basic units", line)
-    assert line.split("?")[1].strip().startswith("Yes" if place == 1 else ("No", "Partly"))
+    part = line.split("; with bottleneck units")[0]
+    assert part.split("?")[1].strip().startswith(
+        ("Yes", "Tied", "Partly") if winners == ["full_preact"] else
+        ("Tied", "Partly") if "full_preact" in winners else ("No", "Partly"))
+    if winners == ["full_preact"]:
+        assert "full pre-activation" in part and "is first of 5, separated" in part
+    elif "full_preact" in winners:
+        assert re.search(rf"is tied first of 5 with {len(winners) - 1} others?", part)
+        assert all(PLACEMENT_NAMES[a] in part for a in winners)
+    else:
+        best = PLACEMENT_NAMES[table["key"].iloc[0]]
+        assert f"is behind, separated from the best, {best}" in part
     margins = [v for v in done["verdict"] if v.startswith("Margin of full pre-activation")]
-    assert len(margins) == 2 and all("95% interval" in m for m in margins)
+    assert len(margins) == 2 and all(re.search(r"\d% interval", m) for m in margins)
+    assert all("paired t over 2 shared seeds" in m for m in margins)
