@@ -120,6 +120,10 @@ class SearchConfig:
     shared one: an NFS path or `s3://bucket/prefix`."""
     optuna_storage: str | None = None
     """Default `sqlite:///<results_dir>/optuna.db`; any SQLAlchemy URL."""
+    wait_for_resources: float | None = None
+    """Minutes a search waits with trials pending and none running (resources the cluster lacks,
+    nodes its autoscaler cannot launch) before it stops, unfinished, saying why (the command
+    exits with status 4; running it again resumes the search). None: wait forever."""
     max_failures: int = 1
     """Retries of a trial that raised (not of a diverged one: that is a result)."""
     give_up_errored: bool = False
@@ -154,6 +158,20 @@ class SearchConfig:
     race_seeds: int = 5
     """The race's last round: it stops when a finalist has this many seeds, or earlier when the
     best is separated from every other finalist. Above `seeds`."""
+    simulate: bool = False
+    """Simulate the trials instead of training them: each epoch sleeps
+    `simulate_epoch_seconds / simulate_speedup` and reports the errors of a learning-curve model
+    fitted to this project's measured small-scale CIFAR-10 results (search/trial/curve_model.py),
+    with the seed-to-seed spread measured there. Everything else is real (the sampler, ASHA,
+    Ray Tune's reports and checkpoints, resume, MLflow, the Optuna study): for trying a sampler,
+    scheduler, concurrency or seed count at cluster size before paying for GPUs. No data is
+    loaded, no torch imported by the trials. Labelled simulated in MLflow, the ranking and the
+    report; a search started one way is never resumed the other."""
+    simulate_epoch_seconds: float = 25.0
+    """Simulate: the seconds one epoch stands for, e.g. a full-scale epoch on your GPU (25 s: a
+    planning figure for a ResNet-110 epoch on one GPU, not measured here)."""
+    simulate_speedup: float = 1.0
+    """Simulate: each epoch sleeps simulate_epoch_seconds divided by this (>= 1)."""
     progress: bool = True
     """Print what the search does: a line per trial that ends, a status line now and then."""
     verbose: bool = False
@@ -202,6 +220,7 @@ class SearchConfig:
                     or (name == "cpus_per_trial" and value <= 0):
                 allowed = "a number > 0" if name == "cpus_per_trial" else "a number >= 0"
                 raise SearchConfigError(f"{name}={value!r} is invalid; allowed: {allowed}")
+        self._check_minutes("wait_for_resources")
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise SearchConfigError(f"gpus_per_trial={self.gpus_per_trial!r} is invalid; "
                                     "allowed: a fraction <= 1 or a whole number")
@@ -217,6 +236,7 @@ class SearchConfig:
             raise SearchConfigError(f"address={self.address!r} is invalid; allowed: auto | "
                                     "HOST:PORT (a cluster's GCS address)")
         check_device_name(self.device, error=SearchConfigError)
+        self._check_simulation()
         if self.name is not None and not (isinstance(self.name, str)
                                           and _NAME.fullmatch(self.name)):
             raise SearchConfigError(f"name={self.name!r} is invalid; allowed: letters, digits, "
@@ -234,6 +254,42 @@ class SearchConfig:
                 ("http://", "https://", "sqlite:///", "databricks", "postgresql", "mysql")):
             raise SearchConfigError(f"tracking_uri={self.tracking_uri!r} is invalid; allowed: "
                                     "http(s)://HOST:PORT | sqlite:///PATH | a database URL")
+
+    def _check_simulation(self) -> None:
+        """The simulation's own values, and the options a simulated trial has no use for."""
+        if not isinstance(self.simulate, bool):
+            raise SearchConfigError(f"simulate={self.simulate!r} is invalid; allowed: True | "
+                                    "False")
+        for name, low, allowed in (("simulate_epoch_seconds", 0.0, "a number of seconds > 0"),
+                                   ("simulate_speedup", 1.0, "a number >= 1")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < low or value == 0:
+                raise SearchConfigError(f"{name}={value!r} is invalid; allowed: {allowed}")
+        if not self.simulate:
+            return
+        unused = [(self.dataset != "digits", "dataset", self.dataset,
+                   "digits, the default (a simulated trial loads no data)"),
+                  (self.final_retrain != 0, "final_retrain", self.final_retrain,
+                   "0 (a simulated trial trains nothing to retrain)"),
+                  (self.bf16, "bf16", self.bf16, "False (a simulated trial computes nothing)"),
+                  (self.device.startswith("cuda"), "device", self.device,
+                   "auto | cpu (a simulated trial uses no GPU)")]
+        for bad, name, value, allowed in unused:
+            if bad:
+                raise SearchConfigError(f"{name}={value!r} is invalid with simulate=True; "
+                                        f"allowed: {allowed}")
+
+    def simulated_sleep(self) -> float | None:
+        """The seconds a simulated trial's epoch sleeps; None when the trials train."""
+        return self.simulate_epoch_seconds / self.simulate_speedup if self.simulate else None
+
+    def _check_minutes(self, name: str) -> None:
+        value = getattr(self, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise SearchConfigError(f"{name}={value!r} is invalid; allowed: a positive number "
+                                    "of minutes, or None (wait forever)")
 
     def _check_int(self, name: str, low: int) -> None:
         check_int("", name, getattr(self, name), low, error=SearchConfigError)

@@ -55,6 +55,7 @@ def race(space: SearchSpace, config: SearchConfig, settings: Settings, journal: 
     paths = settings.paths
     state = saved_state(paths).get("race") or {"finalists": finalists(ranking, config.race)}
     if len(state["finalists"]) < 2:
+        _save(paths, state, None, done=True)
         if config.progress:
             print(f"race: {len(state['finalists'])} configuration(s) trained the full budget; "
                   "a race needs two", flush=True)

@@ -49,6 +49,7 @@ from .tracking.records import (
 from .tracking.sender import Sender
 from .trainable import StagedData, data_regime
 from .trial import UNFINISHED, RunOptions, TrialContext, load_trial_data
+from .trial.simulated import DATA_LABEL, SIMULATED_DATA, simulated_epochs
 from .tuner import (
     check_local_device,
     check_ray_devices,
@@ -59,18 +60,20 @@ from .tuner import (
 
 __all__ = ["SearchResult", "prepare", "run", "trial_context"]
 
+SIMULATED_LEGEND = ("simulated search: every error here is the learning-curve model's "
+                    "(search/trial/curve_model.py), not a measurement; nothing was trained.")
 SEND_AT_END_SECONDS = 10.0
 """How long the end of a search waits for MLflow before it leaves the rest to `sync`."""
 
 
 def prepare(space: str | SearchSpace,
-            config: SearchConfig) -> tuple[SearchSpace, Settings, StagedData]:
+            config: SearchConfig) -> tuple[SearchSpace, Settings, StagedData | None]:
     """Every check that needs no Ray and writes nothing: space, data, tracking store.
 
     Returns the loaded space, the resolved settings and the data, loaded once here: the trials
     get it from Ray's object store, so the data path is read on this machine only (and may be
-    gone once this returns). Raises SpaceError, DataError, SearchConfigError or TrackingError
-    with a one-line message.
+    gone once this returns); None for a simulated search, which loads nothing. Raises
+    SpaceError, DataError, SearchConfigError or TrackingError with a one-line message.
     """
     scale = get_scale(config.scale)
     space = load_space(space, scale)
@@ -81,7 +84,16 @@ def prepare(space: str | SearchSpace,
     data_dir, cache_dir = absolute(config.data_dir), absolute(config.cache_dir)
     if cache_dir:
         check_writable(cache_dir, "--cache-dir")
-    data = load_trial_data(plan.recipe, dataset, data_dir, cache_dir)  # decode once, here
+    if config.simulate:  # nothing to load: CIFAR-10's shape, which the model was fitted on
+        data, dataset, epochs = None, DATA_LABEL, simulated_epochs(plan.recipe)
+        shape = {k: SIMULATED_DATA[k] for k in ("num_classes", "in_channels")}
+        if config.progress:
+            print(f"simulated search: each epoch sleeps {config.simulated_sleep():g} s and "
+                  "reports the learning-curve model's errors; nothing trains", flush=True)
+    else:
+        data = load_trial_data(plan.recipe, dataset, data_dir, cache_dir)  # decode once, here
+        epochs = plan.recipe.budget_epochs(len(data.train_y))
+        shape = {"num_classes": data.num_classes, "in_channels": data.in_channels}
     paths = SearchPaths(Path(config.results_dir).expanduser().resolve(),
                         config.name or f"{space.name}-{scale.name}")
     check_writable(paths.root, "--results-dir")
@@ -107,14 +119,15 @@ def prepare(space: str | SearchSpace,
         optuna_storage=config.optuna_storage or paths.optuna_uri,
         storage=storage_uri(config.storage) if config.storage else str(paths.ray_storage),
         dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, overrides=overrides,
-        configurations=configurations, epochs=plan.recipe.budget_epochs(len(data.train_y)),
-        num_classes=data.num_classes, in_channels=data.in_channels,
-        identity={"space_source": space.source, "scale": scale.name, "dataset": dataset,
+        configurations=configurations, epochs=epochs, **shape,
+        identity={"simulate": config.simulate, "space_source": space.source,
+                  "scale": scale.name, "dataset": dataset,
                   "sampler": config.sampler, "seeds": config.seeds, "tracking_uri": uri,
                   "recipe": plan.recipe.to_dict(), "trials": configurations})
     if not config.fresh:
         check_same_search(paths, settings.identity)
-    return space, settings, StagedData(data_regime(plan.recipe, dataset), data)
+    staged = None if data is None else StagedData(data_regime(plan.recipe, dataset), data)
+    return space, settings, staged
 
 
 def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchResult:
@@ -196,7 +209,7 @@ def trial_context(config: SearchConfig, settings: Settings, space: SearchSpace) 
     return TrialContext(work_root=str(settings.paths.work), space_source=space.source,
                         scale=config.scale, dataset=settings.dataset,
                         data_dir=settings.data_dir, cache_dir=settings.cache_dir,
-                        options=options)
+                        options=options, simulate=config.simulated_sleep())
 
 
 def _give_up_errored(searcher: SpaceSearcher, result: SearchResult, progress: bool) -> None:
@@ -282,6 +295,8 @@ def _finish(space: SearchSpace, config: SearchConfig, settings: Settings, journa
     trials = pd.DataFrame(records).sort_values(["optuna_trial", "seed"]).reset_index(drop=True)
     ranking = rank(trials, settings.epochs)
     threshold, legend = fail_threshold(ranking, trials, config.scale, settings.num_classes)
+    if config.simulate:
+        legend = f"{SIMULATED_LEGEND} {legend[0].upper()}{legend[1:]}"
     ranking = label_failures(ranking, threshold)
     mark_failures(journal, trials, ranking)
     files = save(ranking, trials.drop(columns="params_flat"), settings.paths.search,

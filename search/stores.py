@@ -73,7 +73,8 @@ def check_same_search(paths: SearchPaths, identity: dict) -> None:
     """Resuming continues the search a name holds; it cannot turn it into another one."""
     if not paths.state.exists():
         return
-    saved = json.loads(paths.state.read_text()).get("identity", {})
+    # A search recorded before `simulate` was part of the identity was a measured one.
+    saved = {"simulate": False, **json.loads(paths.state.read_text()).get("identity", {})}
     for key, value in identity.items():
         if key in saved and saved[key] != value:
             raise SearchConfigError(

@@ -9,6 +9,10 @@ registered the last checkpoint; on another node it is rebuilt from Ray's copy.
 The data comes from the driver, through Ray's object store (`StagedData`), so a trial on a node
 without the driver's data path still trains; a trial whose recipe asks for another data regime
 (a searched image_size, train_size or val_size) loads its own from the path.
+
+A simulated trial (`TrialContext.simulate`, `--simulate`) runs the learning-curve model
+instead (`search.trial.simulated`), with the same reports and checkpoints. This module imports
+torch only on the training path, so the worker of a simulated trial never does.
 """
 
 from __future__ import annotations
@@ -17,20 +21,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spaces import Recipe, load_space
 
-from .trial import (
-    Splits,
-    TrialConfig,
-    TrialContext,
-    TrialPhases,
-    checkpoint_epoch,
-    choose_device,
-    load_trial_data,
-    run_trial,
-)
+from .trial import TrialConfig, TrialContext, choose_device
+from .trial.simulated import run_simulated_trial, simulated_checkpoint_epoch
+
+if TYPE_CHECKING:  # these need torch: imported where a trial trains
+    from .trial import Splits, TrialPhases
 
 
 def data_regime(recipe: Recipe, dataset: str) -> tuple:
@@ -46,7 +45,7 @@ class StagedData:
     splits: Splits
 
 
-TrialObserver = Callable[[TrialConfig], TrialPhases]
+TrialObserver = Callable[[TrialConfig], "TrialPhases"]
 _observer: TrialObserver | None = None
 
 
@@ -68,10 +67,15 @@ def trial_function(config: dict[str, Any], data: StagedData | None = None) -> No
         # worker knows them before it reads the plan.
         load_space(context.space_source, context.scale)
     trial = TrialConfig.from_dict(config)
+    if context.simulate is not None:
+        simulated_trial(trial)
+        return
+    from .trial import TrialPhases, checkpoint_epoch, load_trial_data, run_trial
+
     work = trial.directory
     options = replace(context.options, device=trial_device(context.options.device))
     phases = _observer(trial) if _observer else TrialPhases()
-    _take_newer_checkpoint(tune.get_checkpoint(), work)
+    _take_newer_checkpoint(tune.get_checkpoint(), work, checkpoint_epoch)
     if data is not None and data.regime == data_regime(trial.plan.recipe, context.dataset):
         splits = data.splits
     else:
@@ -90,11 +94,29 @@ def trial_function(config: dict[str, Any], data: StagedData | None = None) -> No
         tune.report(result.metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
 
 
-def _take_newer_checkpoint(checkpoint, work: Path) -> None:
+def simulated_trial(trial: TrialConfig) -> None:
+    """The trial as the learning-curve model (`search.trial.simulated`), reported to Ray Tune
+    epoch by epoch with its (small) trial directory as the checkpoint."""
+    from ray import tune
+
+    work = trial.directory
+    _take_newer_checkpoint(tune.get_checkpoint(), work, simulated_checkpoint_epoch)
+    reported = []
+
+    def report(metrics: dict[str, Any]) -> None:
+        reported.append(metrics["epoch"])
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
+
+    result = run_simulated_trial(trial, report)
+    if not reported:  # it had finished before a driver restart: hand Ray its result once
+        tune.report(result.metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
+
+
+def _take_newer_checkpoint(checkpoint, work: Path, epoch_of: Callable[[Path], int]) -> None:
     if checkpoint is None:
         return
     with checkpoint.as_directory() as restored:
-        if checkpoint_epoch(restored) > checkpoint_epoch(work):
+        if epoch_of(restored) > epoch_of(work):
             shutil.rmtree(work, ignore_errors=True)
             shutil.copytree(restored, work)
 

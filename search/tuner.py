@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 
 import ray
 from ray import tune
@@ -19,7 +18,7 @@ from ray.tune.search import Searcher
 from spaces import SearchSpace
 
 from .config import SearchConfig, SearchConfigError, Settings, grace_period
-from .progress import ProgressPrinter
+from .progress import ProgressPrinter, ResourceWatch
 from .searcher import SpaceSearcher
 from .stores import FINAL
 from .tracking.journal import Journal
@@ -48,6 +47,8 @@ def connect_ray(config: SearchConfig) -> bool:
             start_local_ray(**options)
         else:
             ray.init(address=config.address, **options)
+    except SearchConfigError:  # a local Ray beyond the loopback (`check_loopback`)
+        raise
     except Exception as error:
         where = config.address or "a local Ray instance"
         raise SearchConfigError(f"cannot start or join Ray at {where}: "
@@ -108,10 +109,66 @@ def start_local_ray(**options) -> None:
             del ray_constants.ENABLE_RAY_CLUSTER
         else:
             ray_constants.ENABLE_RAY_CLUSTER = clusters
-    node_ip = ray.util.get_node_ip_address()
-    if node_ip != LOOPBACK:  # a Ray whose internals moved: say so rather than hide it
-        warnings.warn(f"the local Ray listens on {node_ip}, not only on {LOOPBACK}; token "
-                      "authentication is its guard", RuntimeWarning, stacklevel=2)
+    try:  # a Ray whose internals moved: stop, unless the user accepts the risk
+        accepted = check_loopback(ray_addresses(), ray.__version__,
+                                  os.environ.get(ALLOW_EXPOSED, "") in ("1", "true", "yes"))
+    except SearchConfigError:
+        ray.shutdown()
+        raise
+    if accepted:
+        print(f"resnet-search: warning: {accepted}", file=sys.stderr, flush=True)
+
+
+ALLOW_EXPOSED = "RESNET_SEARCH_ALLOW_EXPOSED_RAY"
+"""Set to 1, a local Ray that listens beyond the loopback runs anyway (`check_loopback`)."""
+
+
+def ray_addresses() -> dict[str, str]:
+    """The addresses the running Ray reports for this node's servers: its GCS, its raylet
+    (the object manager and the agents bind the same node address) and this driver."""
+    context = ray.get_runtime_context()
+    node = next((n for n in ray.nodes() if n.get("NodeID") == context.get_node_id()), {})
+    return {"GCS": context.gcs_address or "", "raylet": node.get("NodeManagerAddress", ""),
+            "driver": ray.util.get_node_ip_address() or ""}
+
+
+def beyond_loopback(addresses: dict[str, str]) -> dict[str, str]:
+    """Those of `addresses` (server -> host or host:port) not on the loopback; a server whose
+    address is missing counts as beyond it (fail closed)."""
+    import ipaddress
+
+    out = {}
+    for server, address in addresses.items():
+        host = address.rpartition(":")[0] if address.count(":") == 1 or "]:" in address \
+            else address
+        host = host.strip("[]")
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            out[server] = host or "an unreported address"
+    return out
+
+
+def check_loopback(addresses: dict[str, str], version: str, accepted: bool) -> str | None:
+    """Refuse (SearchConfigError, one line) a local Ray whose servers report an address beyond
+    the loopback: `start_local_ray`'s switch no longer holds in this Ray version. `accepted`
+    (RESNET_SEARCH_ALLOW_EXPOSED_RAY=1): the same line is returned, as a warning, instead."""
+    exposed = beyond_loopback(addresses)
+    if not exposed:
+        return None
+    hosts: dict[str, list[str]] = {}
+    for server, host in exposed.items():
+        hosts.setdefault(host, []).append(server)
+    where = ", ".join(f"{host} ({', '.join(servers)})" for host, servers in hosts.items())
+    said = (f"the local Ray (ray {version}) listens on {where}, not only on {LOOPBACK}: this "
+            "Ray no longer keeps a local Ray on the loopback")
+    if accepted:
+        return f"{said}; {ALLOW_EXPOSED}=1 accepts it: token authentication is its only guard"
+    raise SearchConfigError(f"{said}; allowed: {ALLOW_EXPOSED}=1 to run it anyway (token "
+                            "authentication then its only guard), or --address with a Ray "
+                            "you started")
 
 
 def default_concurrency(config: SearchConfig, total: int) -> int:
@@ -220,8 +277,9 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     experiment = f"{settings.storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(experiment):
         _know_moved_modules()
-        return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
-                                  resume_errored=not config.give_up_errored)
+        return watched(tune.Tuner.restore(experiment, trainable=trainable,
+                                          resume_unfinished=True,
+                                          resume_errored=not config.give_up_errored), config)
     if retrain:
         search_alg, scheduler = FixedRuns(retrain), FIFOScheduler()
     elif config.scheduler == "asha":
@@ -236,7 +294,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
                                settings.optuna_storage, settings.generation)]
     if config.progress:
         callbacks.append(ProgressPrinter(total))
-    return tune.Tuner(
+    return watched(tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler, metric="objective", mode="min",
@@ -246,4 +304,19 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
             name=name, storage_path=settings.storage, callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            verbose=1 if config.verbose else 0))
+            verbose=1 if config.verbose else 0)), config)
+
+
+def watched(tuner: tune.Tuner, config: SearchConfig) -> tune.Tuner:
+    """`tuner` with this run's `ResourceWatch` (its progress lines and --wait-for-resources)
+    as its last callback. Added once the Tuner exists, new or restored: Tune pickles the first
+    run's RunConfig, callbacks included, into the experiment (tuner.pkl) and `Tuner.restore`
+    brings it back, with no public way to change it; a watch pickled there would apply an
+    earlier run's limit, and a search begun before the watch existed would have none."""
+    if not (config.progress or config.wait_for_resources):
+        return tuner
+    run_config = tuner._local_tuner.get_run_config()  # Ray Client (ray://) is refused
+    run_config.callbacks = [c for c in run_config.callbacks or []
+                            if not isinstance(c, ResourceWatch)]
+    run_config.callbacks.append(ResourceWatch(config.wait_for_resources, config.progress))
+    return tuner

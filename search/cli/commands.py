@@ -11,10 +11,12 @@ from pathlib import Path
 
 from spaces import SCALES, list_spaces
 
-from ..layout import SearchPaths
+from ..layout import SearchPaths, check_writable
 from .parser import UsageError
 
 EXIT_UNFINISHED = 3
+EXIT_NO_RESOURCES = 4
+"""Trials waited --wait-for-resources minutes with none running; the same command resumes."""
 
 
 def cmd_list_spaces(args: argparse.Namespace) -> int:
@@ -30,12 +32,18 @@ def cmd_list_spaces(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..config import SearchConfig
+    from ..progress import ResourcesUnavailable
     from ..ranking import to_text
     from ..runner import run
 
     values = {k: v for k, v in vars(args).items()
               if v is not None and k not in ("command", "space")}
-    result = run(args.space, SearchConfig(**values))
+    try:
+        result = run(args.space, SearchConfig(**values))
+    except ResourcesUnavailable as stopped:
+        print(f"resnet-search: stopped: {stopped}; run the same command again to resume the "
+              "search", file=sys.stderr, flush=True)
+        return EXIT_NO_RESOURCES
     if result.finished_before:
         print(f"search {result.name} has finished before; here is what it found. To run it "
               f"again from scratch, add --fresh; to start another search, pass --name NEW.")
@@ -99,7 +107,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import report
 
-    written = report(args.name, args.results_dir, args.optuna_storage)
+    if args.out:
+        check_writable(args.out, "--out")
+    written = report(args.name, args.results_dir, args.optuna_storage, args.out)
     print(written.summary)
     print(f"report: {written.directory / 'report.html'} (and report.md)")
     return 0

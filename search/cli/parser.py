@@ -61,6 +61,7 @@ non_negative = _bounded(int, 0)
 seed = _bounded(int, 0, below=2**63)  # Optuna's and numpy's seeds are 64-bit
 port = _bounded(int, 1, below=65536)
 positive_float = _bounded(float, 0, strict=True)
+speedup = _bounded(float, 1)
 non_negative_float = _bounded(float, 0)
 
 # Store defaults a machine can set once (a cluster's nodes do, deploy/cluster/node-env.sh), so
@@ -168,6 +169,7 @@ def _run_parser(commands, config: _Fields) -> None:
     config.add(run, "results_dir")
     config.add(run, "storage")
     config.add(run, "optuna_storage")
+    config.add(run, "wait_for_resources", type=positive_float, metavar="MINUTES")
     config.add(run, "max_failures", type=non_negative)
     config.add(run, "give_up_errored", action="store_true", default=None)
     config.add(run, "seed", type=seed)
@@ -176,6 +178,9 @@ def _run_parser(commands, config: _Fields) -> None:
     config.add(run, "final_retrain", type=non_negative, metavar="K")
     config.add(run, "race", type=non_negative, metavar="K")
     config.add(run, "race_seeds", type=positive, metavar="S")
+    config.add(run, "simulate", action="store_true", default=None)
+    config.add(run, "simulate_epoch_seconds", type=positive_float, metavar="S")
+    config.add(run, "simulate_speedup", type=speedup, metavar="X")
     config.add(run, "verbose", "-v", "--verbose", action="store_true", default=None)
 
 
@@ -195,6 +200,9 @@ def _other_parsers(commands) -> None:
     report.add_argument("--results-dir", default="results", help="default ./results")
     report.add_argument("--optuna-storage", help="the study's storage (default: the one the "
                         "search used, as its search.json records)")
+    report.add_argument("--out", metavar="DIR", help="write report.md, report.html and the "
+                        "plots into DIR instead of the search's directory (its records stay "
+                        "as they are: committed ones, say)")
 
     sync = commands.add_parser("sync", help="send a search's tracking journal to MLflow",
                                description="Send what a search journaled while its MLflow "

@@ -75,11 +75,13 @@ class Report:
 
 
 def report(name: str, results_dir: str | Path = "results",
-           optuna_storage: str | None = None) -> Report:
-    """The report of search `name` under `results_dir` (see the package docstring)."""
+           optuna_storage: str | None = None, out: str | Path | None = None) -> Report:
+    """The report of search `name` under `results_dir` (see the package docstring), written
+    into the search's directory, or into `out` (records read, nothing written beside them)."""
     record = load_search(name, results_dir)
-    parts = Parts(record, record.paths.search / PLOTS, {"ranking": record.ranking})
-    parts.figures.mkdir(exist_ok=True)
+    directory = Path(out).expanduser().resolve() if out else record.paths.search
+    parts = Parts(record, directory / PLOTS, {"ranking": record.ranking})
+    parts.figures.mkdir(parents=True, exist_ok=True)
     threshold, rule = fail_rule(record)
     # The builders run in this order, whatever order the document shows: each adds its
     # tables and plots to `parts`, where `Report` lists them in the order they were made.
@@ -98,26 +100,29 @@ def report(name: str, results_dir: str | Path = "results",
                 if s is not None]
     document = Document(_title(record), _subtitle(record), verdict + depth_lines, sections)
     _write(document, parts)
-    return Report(record.paths.name, record.paths.search, document.title, document.verdict,
+    return Report(record.paths.name, directory, document.title, document.verdict,
                   parts.tables, parts.taus, replayed.result, parts.paths)
 
 
 def _title(record: SearchRecord) -> str:
-    return f"Search {record.paths.name}: what it found, and why"
+    simulated = "Simulated search" if record.identity.get("simulate") else "Search"
+    return f"{simulated} {record.paths.name}: what it found, and why"
 
 
 def _subtitle(record: SearchRecord) -> str:
     identity = record.identity
-    return (f"space {record.space or '?'}, {record.scale or '?'} scale, dataset "
+    banner = ("SIMULATED: no trial trained; every error is the learning-curve model's "
+              "(search/trial/curve_model.py). " if identity.get("simulate") else "")
+    return (f"{banner}space {record.space or '?'}, {record.scale or '?'} scale, dataset "
             f"{record.dataset or '?'}, sampler {identity.get('sampler', '?')}, "
             f"{len(record.configurations)} configurations x {identity.get('seeds', '?')} "
             f"seeds, budget {record.budget} epochs")
 
 
 def _write(document: Document, parts: Parts) -> None:
-    """report.md (its plots beside it) and report.html (its plots inside) into the search's
-    directory; their paths into `parts.paths`."""
-    directory = parts.record.paths.search
+    """report.md (its plots beside it) and report.html (its plots inside) beside the plots'
+    folder; their paths into `parts.paths`."""
+    directory = parts.figures.parent
     parts.paths["markdown"] = directory / "report.md"
     parts.paths["html"] = directory / "report.html"
     parts.paths["markdown"].write_text(to_markdown(document, directory))

@@ -162,7 +162,9 @@ def load_study_frame(record: SearchRecord, storage: str | None) -> tuple[pd.Data
     """The study's frame if the study can be read, else the ranking's; and which it is. The
     study is where `storage` says, else where the search kept it, else in the results dir."""
     url = storage or record.state.get("optuna_storage") or record.paths.optuna_uri
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+    if not storage and _absent(url):  # the records moved (committed, copied): the results dir's
+        url = record.paths.optuna_uri
+    if _absent(url):
         return record_frame(record), "ranking.csv (no Optuna study found)"
     try:
         import optuna
@@ -176,6 +178,10 @@ def load_study_frame(record: SearchRecord, storage: str | None) -> tuple[pd.Data
         why = type(error).__name__
         return record_frame(record), f"ranking.csv (Optuna study unreadable: {why})"
     return record_frame(record), "ranking.csv"
+
+
+def _absent(url: str) -> bool:
+    return url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists()
 
 
 def _safe(url: str) -> str:

@@ -61,7 +61,8 @@ def start_search_run(journal: Journal, config: SearchConfig, space, name: str, d
     journal.experiment(config.experiment, artifact_location, EXPERIMENT_KIND)
     identity = {"search": name, "generation": str(generation), "parent": "true"}
     tags = {**identity, "space": space.name, "space_source": space.source,
-            "scale": config.scale, "dataset": dataset, **provenance_tags()}
+            "scale": config.scale, "dataset": dataset, **provenance_tags(),
+            **({"simulated": "true"} if config.simulate else {})}
     journal.create_run(PARENT, name, tags, find=identity)
     params = {k: v for k, v in asdict(config).items()
               if k not in ("progress", "verbose", "fresh") and v is not None}

@@ -100,7 +100,8 @@ class MlflowTracker(tune.Callback):
                 "seed": str(seed), "space": self.space_name,
                 "network": plan.net.name, "outcome": "running",
                 "configuration_key": config.configuration_key,
-                "stage": config.stage, "params": json.dumps(config.params)}
+                "stage": config.stage, "params": json.dumps(config.params),
+                **({"simulated": "true"} if config.context.simulate is not None else {})}
         stage = "" if config.stage == "search" else f"{config.stage}-"
         # The other direction of the lineage: the Optuna trial gets the run's id (its search
         # seeds: the objective Optuna was told).

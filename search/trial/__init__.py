@@ -13,6 +13,8 @@ It runs the same under Ray Tune, from `resnet-search train`, or in a notebook:
     directory.py   the trial directory: files, checkpoint, resume, result
     result.py      outcomes
     plots.py       the trial's learning curve and propagation plots
+    simulated.py   a simulated trial (`--simulate`): the learning-curve model of curve_model.py
+                   in place of training, the same reports, records and resume; no torch
 
 The contract, the device decision and the outcomes import without torch, so the report and the
 command line read them in a fraction of a second; the rest loads on first use (PEP 562).

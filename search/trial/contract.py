@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -147,18 +148,28 @@ class TrialContext:
     data_dir: str | None = None
     cache_dir: str | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    simulate: float | None = None
+    """None: the trial trains. A number: it is simulated (`simulated.run_simulated_trial`,
+    `--simulate`): each epoch sleeps this many seconds and reports the learning-curve model's
+    errors; nothing is loaded or trained."""
 
     def __post_init__(self) -> None:
         for name in ("work_root", "space_source", "scale", "dataset"):
             if not isinstance(getattr(self, name), str):
                 raise fail("", name, getattr(self, name), "a string", TrialConfigError)
+        if self.simulate is not None and (
+                isinstance(self.simulate, bool) or not isinstance(self.simulate, (int, float))
+                or not math.isfinite(self.simulate) or self.simulate <= 0):
+            raise fail("", "simulate", self.simulate, "None or a number of seconds > 0",
+                       TrialConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         options = {name: getattr(self.options, name) for name in _OPTIONS}
         options["validate_at"] = sorted(self.options.validate_at)
         return {"work_root": self.work_root, "dataset": self.dataset,
                 "data_dir": self.data_dir, "cache_dir": self.cache_dir, **options,
-                "space_source": self.space_source, "scale": self.scale}
+                "space_source": self.space_source, "scale": self.scale,
+                "simulate": self.simulate}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialContext:

@@ -43,6 +43,11 @@ RUN = [  # resnet-search run ...
     (["paper-table1", "--cpus-per-trial", "nan"], "nan is invalid; allowed: a number > 0"),
     (["paper-table1", "--gpus-per-trial", "nan"], "nan is invalid; allowed: a number >= 0"),
     (["paper-table1", "--gpus-per-trial", "1.5"], "gpus_per_trial=1.5 is invalid"),
+    (["paper-table1", "--wait-for-resources", "0"], "argument --wait-for-resources: 0 is "
+                                                    "invalid; allowed: a number > 0"),
+    (["paper-table1", "--wait-for-resources", "-5"], "-5 is invalid; allowed: a number > 0"),
+    (["paper-table1", "--wait-for-resources", "inf"], "inf is invalid; allowed: a number > 0"),
+    (["paper-table1", "--wait-for-resources", "soon"], "'soon' is not a number"),
     (["paper-table1", "--address", "nowhere"], "address='nowhere' is invalid"),
     (["paper-table1", "--address", "ray://head:10001"], "address='ray://head:10001' is not "
                                                         "supported"),
@@ -69,6 +74,27 @@ RUN = [  # resnet-search run ...
     (["paper-table1", "--device", "tpu"], "device='tpu' is invalid; allowed: auto | cpu"),
     (["paper-table1", "--device", "cuda"], "device='cuda' is unavailable: no CUDA GPU here"),
     (["plain.py:plain", "--sampler", "grid"], "sampler='grid' needs anchors"),
+    # Options a simulated trial has no use for, and the simulation's own values.
+    (["paper-table1", "--simulate", "--dataset", "cifar10"], "dataset='cifar10' is invalid "
+     "with simulate=True; allowed: digits, the default (a simulated trial loads no data)"),
+    (["paper-table1", "--simulate", "--dataset", "imagefolder:nowhere"],
+     "dataset='imagefolder:nowhere' is invalid with simulate=True"),
+    (["paper-table1", "--simulate", "--final-retrain", "2"], "final_retrain=2 is invalid with "
+                                                             "simulate=True; allowed: 0"),
+    (["paper-table1", "--simulate", "--bf16"], "bf16=True is invalid with simulate=True; "
+                                               "allowed: False"),
+    (["paper-table1", "--simulate", "--device", "cuda"], "device='cuda' is invalid with "
+                                                         "simulate=True; allowed: auto | cpu"),
+    (["paper-table1", "--simulate", "--device", "cuda:1"], "device='cuda:1' is invalid with "
+                                                           "simulate=True"),
+    (["paper-table1", "--simulate", "--simulate-epoch-seconds", "0"],
+     "argument --simulate-epoch-seconds: 0 is invalid; allowed: a number > 0"),
+    (["paper-table1", "--simulate", "--simulate-epoch-seconds", "-25"],
+     "argument --simulate-epoch-seconds: -25 is invalid; allowed: a number > 0"),
+    (["paper-table1", "--simulate", "--simulate-speedup", "0.5"],
+     "argument --simulate-speedup: 0.5 is invalid; allowed: a number >= 1"),
+    (["paper-table1", "--simulate", "--simulate-speedup", "inf"],
+     "argument --simulate-speedup: inf is invalid; allowed: a number >= 1"),
 ]
 TRAIN = [  # resnet-search train ...
     (["paper-table1", "--params", '{"shortcut": "highway"}'], "UnitSpec.shortcut='highway'"),
@@ -171,6 +197,20 @@ def test_ui_on_a_busy_port_or_an_unknown_host_is_one_line(workdir, capsys):
     ({"optuna_storage": "optuna.db"}, "optuna_storage='optuna.db' is invalid"),
     ({"sampler": "bayes"}, "sampler='bayes' is invalid"),
     ({"validate_every": -1}, "validate_every=-1 is invalid; allowed: an integer >= 0"),
+    ({"wait_for_resources": 0}, "wait_for_resources=0 is invalid; allowed: a positive number "
+                                "of minutes, or None (wait forever)"),
+    ({"wait_for_resources": math.nan}, "wait_for_resources=nan is invalid"),
+    ({"wait_for_resources": "30"}, "wait_for_resources='30' is invalid"),
+    ({"wait_for_resources": True}, "wait_for_resources=True is invalid"),
+    ({"simulate": "yes"}, "simulate='yes' is invalid; allowed: True | False"),
+    ({"simulate_epoch_seconds": 0.0}, "simulate_epoch_seconds=0.0 is invalid; allowed: a "
+                                      "number of seconds > 0"),
+    ({"simulate_speedup": 0.99}, "simulate_speedup=0.99 is invalid; allowed: a number >= 1"),
+    ({"simulate": True, "dataset": "cifar100"}, "dataset='cifar100' is invalid with "
+                                                "simulate=True"),
+    ({"simulate": True, "final_retrain": 1}, "final_retrain=1 is invalid with simulate=True"),
+    ({"simulate": True, "bf16": True}, "bf16=True is invalid with simulate=True"),
+    ({"simulate": True, "device": "cuda:0"}, "device='cuda:0' is invalid with simulate=True"),
 ])
 def test_bad_python_api_values_raise_one_line(kwargs, expected):
     with pytest.raises(SearchConfigError) as raised:

@@ -238,3 +238,18 @@ def test_the_report_command_loads_no_torch_ray_or_mlflow(results):
     loaded = sorted(m for m in modules.split() if m.split(".")[0] in ("torch", "ray", "mlflow"))
     assert rc == "0" and loaded == [], loaded[:10]
     assert report.read_text() == written  # the same report, written again
+
+
+def test_report_out_writes_elsewhere_and_leaves_the_records_as_they_are(results, tmp_path):
+    """`report NAME --out DIR`: how `make demo` renders the committed rediscovery's report."""
+    search = results / "searches" / NAME
+    before = {p: p.stat().st_mtime_ns for p in search.rglob("*") if p.is_file()}
+    out = tmp_path / "elsewhere"
+    done = subprocess.run([sys.executable, "-m", "search.cli", "report", NAME, "--results-dir",
+                           str(results), "--out", str(out)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith(f"report: {out / 'report.html'} (and report.md)")
+    assert (out / "report.md").read_text() == (search / "report.md").read_text()
+    assert any((out / "report_plots").glob("*.png"))
+    assert {p: p.stat().st_mtime_ns for p in search.rglob("*") if p.is_file()} == before

@@ -55,7 +55,7 @@ def test_the_configuration_key_is_the_one_stored_studies_hold():
 
 
 BAD = [
-    ({"stage": "later"}, "stage='later' is invalid; allowed: search | final"),
+    ({"stage": "later"}, "stage='later' is invalid; allowed: search | race | final"),
     ({"params": None}, "params=None is invalid; allowed: a dict"),
     ({"validate_at": 5}, "validate_at=5 is invalid; allowed: epochs, integers >= 1"),
     ({"optuna_trial": -1}, "optuna_trial=-1 is invalid; allowed: an integer >= 0"),
