@@ -486,31 +486,12 @@ def test_pgpass_is_private_escaped_and_keeps_other_entries(credentials, tmp_path
     assert stat.S_IMODE(os.stat(pgpass).st_mode) == 0o600
 
 
-def test_only_missing_databases_are_created(credentials):
-    executed = []
-
-    class Cursor:
-        def execute(self, query, params=None):
-            executed.append(query)
-
-        def fetchall(self):
-            return [("mlflow",)]
-
-    class Connection:
-        autocommit = False
-
-        def cursor(self):
-            assert self.autocommit
-            return Cursor()
-
-        def close(self):
-            pass
-
-    assert credentials.create_databases(lambda dbname: Connection(), ["mlflow", "optuna"]) == [
-        "optuna"]
-    assert executed[-1] == 'CREATE DATABASE "optuna"'
-    with pytest.raises(ValueError, match="database name"):
-        credentials.create_databases(lambda dbname: Connection(), ['x"; DROP'])
+def test_database_and_user_names_are_checked_identifiers(credentials):
+    """They go into SQL quoted; only this form may (the SQL itself: test_postgres_user.py)."""
+    for bad in ['x"; DROP DATABASE optuna; --', "Mlflow", "1st", "", "a-b"]:
+        with pytest.raises(ValueError, match="lower-case"):
+            credentials.check_name("database", bad)
+    assert credentials.check_name("user", "resnet_search") == "resnet_search"
 
 
 # --- (7) dependencies ------------------------------------------------------------------------
