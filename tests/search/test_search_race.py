@@ -7,8 +7,8 @@ import subprocess
 
 import pandas as pd
 
-ARGS = ["run", "paper-table1", "--scale", "smoke", "--trials", 3, "--concurrency", 2,
-        "--epochs", 3, "--scheduler", "none", "--race", 3, "--race-seeds", 3,
+ARGS = ["run", "paper-table1", "--scale", "smoke", "--trials", 2, "--concurrency", 2,
+        "--epochs", 3, "--scheduler", "none", "--race", 2, "--race-seeds", 3,
         "--name", "raced"]
 
 
@@ -34,7 +34,7 @@ def test_a_race_cut_off_resumes_and_runs_each_finalist_seed_once(
     search = results / "searches" / "raced"
     rounds = pd.read_csv(search / "race.csv", dtype={"key": str})
     ranking = pd.read_csv(search / "ranking.csv")
-    finalists = [int(n) for n in ranking[ranking["full_budget"]]["optuna_trial"].head(3)]
+    finalists = [int(n) for n in ranking[ranking["full_budget"]]["optuna_trial"].head(2)]
     first = rounds[rounds["round"] == 1]
     assert sorted(first["key"].astype(int)) == sorted(finalists)
     assert set(first["seeds"]) == {2} and (first["test"].iloc[1:] == "paired t").all()

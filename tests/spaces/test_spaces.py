@@ -177,7 +177,8 @@ def test_an_anchor_the_define_function_cannot_take_fails_the_check():
         space.check("smoke")
 
 
-@pytest.mark.parametrize("name", ["paper-table1", "paper-table2", "paper-joint", "paper-depth"])
+@pytest.mark.parametrize("name", ["paper-table1", "paper-table2", "paper-joint", "paper-depth",
+                                  "paper-rediscover"])
 @pytest.mark.parametrize("scale", list(SCALES))
 def test_builtin_spaces_check_at_every_scale(name, scale):
     load_space(name, scale).check(scale, samples=32)
@@ -185,7 +186,8 @@ def test_builtin_spaces_check_at_every_scale(name, scale):
 
 def test_list_spaces_describes_the_builtins():
     described = {s.name: s.description for s in list_spaces()}
-    assert set(described) == {"paper-table1", "paper-table2", "paper-joint", "paper-depth"}
+    assert set(described) == {"paper-table1", "paper-table2", "paper-joint", "paper-depth",
+                              "paper-rediscover"}
     assert all(len(d) > 20 for d in described.values())
 
 
@@ -226,3 +228,23 @@ def test_other_schedules_and_budgets():
         Recipe(schedule="linear")
     # No validation split: a final retraining on every image (a search refuses it, test_results).
     assert Recipe(val_size=0).val_size == 0
+
+
+def test_paper_rediscover_is_not_handed_the_answer():
+    """Its one anchor is the paper's baseline; the answer (identity with full pre-activation)
+    must be found; every shortcut kind and placement can be sampled, at a deep bottleneck
+    depth per scale."""
+    from residual import ACTIVATIONS, SHORTCUTS
+
+    import optuna
+
+    space = load_space("paper-rediscover", "small")
+    assert space.anchors == [{"shortcut": "identity", "activation": "original"}]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sampled = {(p["shortcut"], p["activation"]) for p in
+               (space.suggest(study.ask()) for _ in range(200))}
+    assert {s for s, _ in sampled} == set(SHORTCUTS)
+    assert {a for _, a in sampled} == set(ACTIVATIONS)
+    for scale, depth in (("small", 56), ("full", 164)):
+        net = load_space("paper-rediscover", scale).plan(space.anchors[0], scale).net
+        assert net.depth == depth and net.unit.bottleneck
