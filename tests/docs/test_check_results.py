@@ -1,5 +1,5 @@
 """docs/check_results.py: RESULTS.md against the records committed under docs/results/, and a
-verdict copied from a small search's report, verbatim or changed."""
+verdict copied from the committed rediscovery's report, verbatim or changed."""
 
 import importlib.util
 import re
@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docs" / "check_results.py"
 DOCS_RESULTS = ROOT / "docs" / "results"
-NAME = "verdict-check"
+NAME = "rediscover-small"
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +58,12 @@ def test_results_md_against_the_committed_records(checker):
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    """A folder holding one results directory: a search of two one-epoch trials (paper-table2's
-    anchors at the smoke scale, one seed), the shape of docs/results/<search>/."""
-    from search import SearchConfig, run
+    """A folder holding one results directory, a copy of the committed rediscovery's records
+    (docs/results/<search>/): the check is tried on real records without running a search."""
+    import shutil
 
     folder = tmp_path_factory.mktemp("records")
-    run("paper-table2", SearchConfig(name=NAME, scale="smoke", sampler="tpe", trials=2,
-                                     seeds=1, scheduler="none", epochs=1, progress=False,
-                                     results_dir=str(folder / "mine")))
+    shutil.copytree(DOCS_RESULTS / NAME, folder / "mine")
     return folder
 
 
@@ -118,3 +116,22 @@ def test_records_gone_is_a_declaration_checked_both_ways(checker, records, capsy
     status, out = run_check(checker, capsys, records, page)
     assert status == 1, out
     assert "but its marks say records: gone" in out and "1 say records: gone" in out
+
+
+def test_make_demo_ends_with_the_committed_rediscovery_report(tmp_path):
+    """`make demo`'s last command renders the committed rediscovery's report offline: its
+    verdict on the terminal and the path of its HTML, nothing written beside the records."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0].replace("\\\n", " ")
+    line = next(line for line in recipe.splitlines() if "resnet-search report" in line)
+    args = line.split("resnet-search", 1)[1].split()
+    assert args[:2] == ["report", NAME] and "docs/results/" + NAME in args
+    args[args.index("--out") + 1] = str(tmp_path / "out")
+    before = files_under(DOCS_RESULTS)
+    done = subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "- Winner set at the full budget" in done.stdout
+    assert done.stdout.strip().endswith(f"report: {tmp_path / 'out' / 'report.html'} "
+                                        "(and report.md)")
+    assert files_under(DOCS_RESULTS) == before

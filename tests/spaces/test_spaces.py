@@ -234,9 +234,9 @@ def test_paper_rediscover_is_not_handed_the_answer():
     """Its one anchor is the paper's baseline; the answer (identity with full pre-activation)
     must be found; every shortcut kind and placement can be sampled, at a deep bottleneck
     depth per scale."""
-    from residual import ACTIVATIONS, SHORTCUTS
-
     import optuna
+
+    from residual import ACTIVATIONS, SHORTCUTS
 
     space = load_space("paper-rediscover", "small")
     assert space.anchors == [{"shortcut": "identity", "activation": "original"}]
