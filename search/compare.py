@@ -80,10 +80,17 @@ def _interval(x: pd.Series, best: pd.Series,
             return "paired t", float(d[0]), float(d[0]), float(d[0])
         ci = stats.ttest_rel(x[shared], best[shared]).confidence_interval(level)
         return "paired t", float(d.mean()), float(ci.low), float(ci.high)
-    diff = float(x.mean() - best.mean())
     if len(x) >= 2 and len(best) >= 2:
-        if x.std() == 0 and best.std() == 0:
-            return "Welch t", diff, diff, diff
-        ci = stats.ttest_ind(x, best, equal_var=False).confidence_interval(level)
-        return "Welch t", diff, float(ci.low), float(ci.high)
-    return "none", diff, math.nan, math.nan
+        return ("Welch t", *welch(x, best, level))
+    return "none", float(x.mean() - best.mean()), math.nan, math.nan
+
+
+def welch(x, y, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean x - mean y, low, high): the Welch t interval at `level` of two samples of two or
+    more values each (no spread in either: the interval is the difference itself)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    diff = float(x.mean() - y.mean())
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        return diff, diff, diff
+    ci = stats.ttest_ind(x, y, equal_var=False).confidence_interval(level)
+    return diff, float(ci.low), float(ci.high)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from search.compare import compare_to_best, winner_set
+from search.compare import compare_to_best, welch, winner_set
 
 from .load import Configuration, SearchRecord
 
@@ -98,16 +98,9 @@ def difference(a: Configuration, b: Configuration) -> Difference:
         mean = 100 * (float(a.row.get("val_error_mean", math.nan))
                       - float(b.row.get("val_error_mean", math.nan)))
         return Difference(a.label, b.label, mean, math.nan, math.nan, len(x), len(y), math.nan)
-    mean = float(x.mean() - y.mean())
-    sd = _pooled_sd(x, y)
-    low = high = math.nan
-    if len(x) > 1 and len(y) > 1:
-        if x.std() == 0 and y.std() == 0:
-            low = high = mean
-        else:
-            interval = stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
-            low, high = float(interval.low), float(interval.high)
-    return Difference(a.label, b.label, mean, low, high, len(x), len(y), sd)
+    mean, low, high = (welch(x, y) if len(x) > 1 and len(y) > 1
+                       else (float(x.mean() - y.mean()), math.nan, math.nan))
+    return Difference(a.label, b.label, mean, low, high, len(x), len(y), _pooled_sd(x, y))
 
 
 def _pooled_sd(x: np.ndarray, y: np.ndarray) -> float:
