@@ -84,6 +84,9 @@ class ProgressPrinter(tune.Callback):
 
     def _status(self, trials) -> None:
         self._last = time.time()
+        for trial in trials:  # ended under an earlier driver: a restored Tune reports them not
+            if trial.status == "TERMINATED" and trial.trial_id not in self.outcomes:
+                self.outcomes[trial.trial_id] = trial_outcome(trial.last_result)
         running = sum(t.status == "RUNNING" and t.trial_id not in self.outcomes for t in trials)
         counts = {o: list(self.outcomes.values()).count(o)
                   for o in ("diverged", "stopped", "error")}

@@ -39,10 +39,14 @@ from .study import (
     CONFIGURATION_KEY,
     DUPLICATE_OF,
     EXHAUSTED_AFTER,
+    MAX_DUPLICATES,
     SCREENED,
+    Explorer,
     answer_duplicate,
     make_sampler,
     open_study,
+    sampling_with,
+    tell_screened,
 )
 from .trial import (
     UNFINISHED,
@@ -57,11 +61,6 @@ from .trial import (
 OBJECTIVE = "objective"
 ENDED = {"ok", "diverged", "stopped"}
 """The outcomes of a seed run that ended: Optuna can be told its configuration."""
-MAX_DUPLICATES = 100
-"""Proposals in a row that repeat evaluated configurations before the space counts as
-exhausted: each costs one ask and one tell, no training."""
-
-
 class SpaceSearcher(Searcher):
     """Ray Tune searcher: Optuna ask/tell over a `spaces.SearchSpace`, several seeds each."""
 
@@ -102,14 +101,14 @@ class SpaceSearcher(Searcher):
         self._space: SearchSpace | None = space
         self._study: optuna.Study | None = None
         self._optuna_storage: optuna.storages.RDBStorage | None = None
+        self._explorer: Explorer | None = None
 
-    # Pickling (tuner.pkl) and searcher snapshots carry bookkeeping only: a user's define
-    # function need not be importable by name, and the study is reloaded from its storage.
-    # The trials to hand out pickle as the contract's dicts, read back by `from_dict`: a
-    # snapshot outlives the dataclasses' fields of the day.
+    # Pickles (tuner.pkl, searcher snapshots) carry bookkeeping only: a user's define function
+    # need not be importable by name; the study is reloaded from its storage; the trials to hand
+    # out are the contract's dicts (`from_dict`): a snapshot outlives the fields of the day.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_study"] = state["_optuna_storage"] = None
+        state["_study"] = state["_optuna_storage"] = state["_explorer"] = None
         if self.space_ref:
             state["_space"] = None
         state["context"] = self.context.to_dict()
@@ -121,6 +120,7 @@ class SpaceSearcher(Searcher):
         shared = state.pop("run_settings", None) or state["context"]
         state["context"] = TrialContext.from_dict(shared)
         state["queue"] = [TrialConfig.from_dict({**shared, **run}) for run in state["queue"]]
+        state.setdefault("_explorer", None)  # pickled before there was one
         self.__dict__.update(state)
 
     def get_state(self) -> dict[str, Any]:
@@ -152,6 +152,7 @@ class SpaceSearcher(Searcher):
                 self.storage, self.study_name, make_sampler(self.sampler_name,
                                                             self.seed + len(self.groups)),
                 self.space)
+            self._explorer = Explorer(self.seed + len(self.groups))
         return self._study
 
     def _reconcile(self) -> None:
@@ -178,13 +179,13 @@ class SpaceSearcher(Searcher):
                     for seed in range(self.seeds)}
 
     def _trial_id(self, number: int) -> int | None:
-        """The storage id of a stored trial (asked trials do not survive a restore), through
-        the storage's public API; None once it has finished (told before a driver restart)."""
-        frozen = self.study.get_trials(deepcopy=False)[number]
-        if frozen.state.is_finished():
-            return None
-        return self._optuna_storage.get_trial_id_from_study_id_trial_number(
-            self._optuna_storage.get_study_id_from_name(self.study_name), number)
+        """The storage id of a stored trial, read alone through the storage's public API (asked
+        trials do not survive a restore); None once it has finished (told before a restart)."""
+        self.study  # noqa: B018 - opened (with its storage) if it is not yet
+        storage = self._optuna_storage
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(self.study_name), number)
+        return None if storage.get_trial(trial_id).state.is_finished() else trial_id
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self.max_concurrent = max_concurrent
@@ -238,21 +239,23 @@ class SpaceSearcher(Searcher):
     def _ask(self) -> bool:
         """Ask Optuna for a configuration not evaluated yet and queue its seed runs; False
         when the space is exhausted (only configurations already asked come back)."""
-        for _ in range(MAX_DUPLICATES):
+        for repeated in range(MAX_DUPLICATES):
             if self.sampler_name == "grid" and not self._waiting_anchors():
                 return False  # every anchor asked (some screened out): the grid is done
-            trial = self.study.ask()
-            try:
-                params = self.space.suggest(trial)
-                key = configuration_key(self._plan(params))
-            except SpaceError:  # a space that passed `check` but fails on a rare branch
-                self.study.tell(trial, state=TrialState.FAIL)
-                raise
+            with sampling_with(self.study, self._explorer.sampler_for(repeated)):
+                trial = self.study.ask()
+                try:
+                    params = self.space.suggest(trial)
+                    key = configuration_key(self._plan(params))
+                except SpaceError:  # a space that passed `check` but fails on a rare branch
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    raise
             if key in self.keys:
                 answer_duplicate(self.study, trial, self.keys[key])
                 continue
             if self.screen and self._screened_out(trial, params, key):
                 continue
+            self._explorer.found(repeated)
             # In the study at once, so a restore after a lost snapshot can queue it again.
             trial.set_user_attr("params", params)
             trial.set_user_attr(CONFIGURATION_KEY, key)
@@ -265,16 +268,12 @@ class SpaceSearcher(Searcher):
         return False
 
     def _screened_out(self, trial: optuna.Trial, params: dict[str, Any], key: str) -> bool:
-        """`screen`: a configuration the propagation at initialisation predicts to fail is not
-        trained: PRUNED with no intermediate value (the worst a sampler sees), marked."""
+        """`screen`: a configuration the propagation at init predicts to fail is not trained."""
         plan = self._plan(params)
         screening = screen(plan.net, plan.recipe.image_size)
         if not screening.predicts_fail:
             return False
-        trial.set_user_attr("params", params)
-        trial.set_user_attr(CONFIGURATION_KEY, key)
-        trial.set_user_attr(SCREENED, screening.describe())
-        self.study.tell(trial, state=TrialState.PRUNED)
+        tell_screened(self.study, trial, params, key, screening.describe())
         self.keys[key] = trial.number
         print(f"screened #{trial.number} {plan.net.name}: {screening.describe()}, predicted "
               "to fail; not trained", flush=True)
@@ -293,18 +292,21 @@ class SpaceSearcher(Searcher):
                         self.context, params=params) for seed in range(self.seeds))
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        number = self.trial_numbers.get(trial_id)
-        value = result.get(OBJECTIVE)
+        number, value = self.trial_numbers.get(trial_id), result.get(OBJECTIVE)
         # Intermediate values of seed 0 only: one curve per configuration for the dashboard.
         if (number is None or self.groups[number]["trial_ids"].get(trial_id) != 0
                 or not _finite(value)):
             return
-        frozen = self.study.get_trials(deepcopy=False)[number]
-        epoch = result.get("epoch")
-        if epoch is None or frozen.state.is_finished() or epoch in frozen.intermediate_values:
-            return  # told before a driver restart, or this epoch is in already
-        self._optuna_storage.set_trial_intermediate_value(self._trial_id(number), int(epoch),
-                                                   float(value))
+        # No study read per result (it lists every trial; bench.scale): kept here instead.
+        group, epoch = self.groups[number], result.get("epoch")
+        reported = group.setdefault("reported", set())
+        if epoch is None or epoch in reported or len(group["results"]) == self.seeds:
+            return  # this epoch is in already, or the configuration was told
+        storage_id = group.get("storage_id") or self._trial_id(number)
+        if storage_id is not None:  # None: told before a driver restart
+            group["storage_id"] = storage_id
+            self._optuna_storage.set_trial_intermediate_value(storage_id, int(epoch), float(value))
+            reported.add(epoch)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -384,7 +386,7 @@ class SpaceSearcher(Searcher):
     def _complete_curve(self, number: int, trial_id: int) -> None:
         """Epochs seed 0 reported while no driver listened (it was killed, or the trial was
         resumed) are in its own metrics file: every told trial has its whole curve."""
-        reported = self.study.get_trials(deepcopy=False)[number].intermediate_values
+        reported = self._optuna_storage.get_trial(trial_id).intermediate_values
         for metrics in read_metrics(Path(self.context.work_root) / run_key(number, 0)):
             epoch, value = metrics.get("epoch"), metrics.get(OBJECTIVE)
             if epoch is not None and epoch not in reported and _finite(value):

@@ -3,6 +3,7 @@ opened (or created) in its persistent storage with the space's anchors enqueued 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import optuna
@@ -75,3 +76,59 @@ def answer_duplicate(study: optuna.Study, trial: optuna.Trial, original: int) ->
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, state=TrialState.FAIL)
+
+
+MAX_DUPLICATES = 100
+"""Proposals in a row that repeat evaluated configurations before the space counts as
+exhausted: each costs one ask and one tell, no training."""
+EXPLORE_AFTER = 10
+"""Proposals in a row that repeat evaluated configurations before `Explorer` draws at random."""
+
+
+class Explorer:
+    """Random draws for a model-based sampler that keeps proposing what was evaluated.
+
+    TPE can settle on a corner of the space it has covered already: at a cluster's concurrency
+    it asked the same five categorical configurations (identity shortcuts, which have no
+    parameter of their own) a hundred times in a row while their originals still ran, and the
+    search ended "exhausted" after 46 of 100 configurations (bench.scale). After EXPLORE_AFTER
+    repeats in a row the next proposals come from a random sampler, which leaves the corner
+    whenever the space has anything left (so exhaustion is declared only when it repeats too),
+    and so do the EXPLORE_AFTER after that: each repeat costs an ask and a tell on a study that
+    grows, and the search's sampler gets its turn back once they are drawn."""
+
+    def __init__(self, seed: int):
+        self.sampler = optuna.samplers.RandomSampler(seed=seed)
+        self.left = 0
+
+    def sampler_for(self, repeated: int) -> optuna.samplers.BaseSampler | None:
+        """The sampler of the next proposal after `repeated` repeats; None: the search's."""
+        return self.sampler if self.left or repeated >= EXPLORE_AFTER else None
+
+    def found(self, repeated: int) -> None:
+        """A new configuration came after `repeated` repeats."""
+        self.left = EXPLORE_AFTER if repeated >= EXPLORE_AFTER else max(self.left - 1, 0)
+
+
+@contextlib.contextmanager
+def sampling_with(study: optuna.Study, sampler: optuna.samplers.BaseSampler | None):
+    """Within, `study` draws with `sampler` instead of its own (None: its own). It must cover
+    the define-by-run calls too: a trial's `suggest_*` calls the study's sampler then."""
+    if sampler is None:
+        yield
+        return
+    own, study.sampler = study.sampler, sampler
+    try:
+        yield
+    finally:
+        study.sampler = own
+
+
+def tell_screened(study: optuna.Study, trial: optuna.Trial, params: dict, key: str,
+                  reason: str) -> None:
+    """A configuration the screen predicts to fail, not trained: PRUNED with no intermediate
+    value (the worst a sampler sees), marked with why."""
+    trial.set_user_attr("params", params)
+    trial.set_user_attr(CONFIGURATION_KEY, key)
+    trial.set_user_attr(SCREENED, reason)
+    study.tell(trial, state=TrialState.PRUNED)

@@ -26,6 +26,7 @@ from .tracking.tracker import MlflowTracker
 from .trainable import StagedData, trial_function
 from .trial import DeviceError, TrialConfig, choose_device
 from .trial.device import unavailable
+from .tune_fixes import forget_parked_decisions, snapshot_period
 
 LOOPBACK = "127.0.0.1"
 
@@ -35,8 +36,9 @@ def connect_ray(config: SearchConfig) -> bool:
     if ray.is_initialized():
         return False
     # Experiment state (searcher included) saved every second rather than every ten: a
-    # driver killed mid-search loses at most a second of bookkeeping.
+    # driver killed mid-search loses at most a second of bookkeeping (`snapshot_period`).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    snapshot_period()
     if config.address not in (None, "auto"):
         _check_listening(config.address)
     _set_output(config.verbose)
@@ -277,6 +279,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     experiment = f"{settings.storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(experiment):
         _know_moved_modules()
+        forget_parked_decisions()
         return watched(tune.Tuner.restore(experiment, trainable=trainable,
                                           resume_unfinished=True,
                                           resume_errored=not config.give_up_errored), config)

@@ -122,8 +122,11 @@ class Journal:
     def status(self, ref: str, status: str) -> None:
         self.append("status", ref=ref, status=status)
 
-    def artifacts(self, ref: str, source: Path, artifact_path: str | None = None) -> None:
-        self.append("artifacts", ref=ref, dir=self.stage(source), path=artifact_path)
+    def artifacts(self, ref: str, source: Path, artifact_path: str | None = None,
+                  render: bool = False) -> None:
+        """`render`: draw the trial's plots from its files there before sending (`Sender`)."""
+        self.append("artifacts", ref=ref, dir=self.stage(source), path=artifact_path,
+                    render=render)
 
 
 @dataclass

@@ -11,11 +11,13 @@ does not accept) is skipped with a warning, so one bad value never holds back th
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from .journal import PARENT, Journal
@@ -55,6 +57,7 @@ class Sender:
         self._optuna: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._plotter: ProcessPoolExecutor | None = None
 
     @property
     def pending(self) -> int:
@@ -114,8 +117,20 @@ class Sender:
         elif op == "artifacts":
             staged = self.journal.directory / entry["dir"]
             if staged.exists():  # gone: delivered before the state file said so
+                if entry.get("render"):
+                    self._render(staged)
                 mlflow.log_artifacts(run_id, str(staged), entry["path"])
                 shutil.rmtree(staged)
+
+    def _render(self, staged) -> None:
+        """Draw a trial's plots from its staged files, in the sender's plotting process: off
+        the driver's interpreter (its lock is Tune's loop's), and matplotlib imported once."""
+        if self._plotter is None:
+            self._plotter = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            self._plotter.submit(_render_plots, str(staged)).result()
+        except Exception as error:  # noqa: BLE001 - the run keeps its files, without plots
+            self._say(f"warning: the plots of {staged.name} were not drawn ({_one_line(error)})")
 
     def _create_run(self, mlflow, entry: dict[str, Any]) -> str:
         tags = dict(entry["tags"])
@@ -206,7 +221,16 @@ class Sender:
         deadline = time.time() + timeout
         while timeout > 0 and not self.send() and time.time() < deadline:
             time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.time())))
+        if self._plotter is not None:
+            self._plotter.shutdown()
         return self.pending == 0
+
+
+def _render_plots(directory: str) -> None:
+    """In the plotting process: a trial's PNGs from its metrics and propagation files."""
+    from ..trial import render_trial_plots
+
+    render_trial_plots(directory)
 
 
 def _set_tags(mlflow, run_id: str, tags: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ray import tune
 
-from ..trial import UNFINISHED, TrialConfig, read_metrics, render_trial_plots, trial_outcome
+from ..trial import UNFINISHED, TrialConfig, read_metrics, trial_outcome
 from ..trial.contract import (
     LEARNING_CURVE,
     METRICS,
@@ -147,9 +147,10 @@ class MlflowTracker(tune.Callback):
     def _finish(self, trial, outcome: str) -> None:
         key = self._run_key(trial)
         error_file = trial.error_file if outcome == "error" else None
+        simulated = TrialConfig.from_dict(trial.config).context.simulate is not None
         with tempfile.TemporaryDirectory() as tmp:
             self._close(key, outcome, self._trial_files(key, trial, Path(tmp)),
-                        trial.last_result or {}, error_file, Path(tmp))
+                        trial.last_result or {}, error_file, Path(tmp), plots=not simulated)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         """Close the seed runs a driver lost: the journal shows them running although Optuna
@@ -178,20 +179,26 @@ class MlflowTracker(tune.Callback):
                     else "stopped"
                 with tempfile.TemporaryDirectory() as tmp:
                     self._close(ref, ended, source if source.exists() else None,
-                                history[-1] if history else {}, None, Path(tmp))
+                                history[-1] if history else {}, None, Path(tmp),
+                                plots=run.tags.get("simulated") != "true")
 
     def _close(self, key: str, outcome: str, source: Path | None, last_result: dict,
-               error_file: str | None, tmp: Path) -> None:
+               error_file: str | None, tmp: Path, plots: bool = True) -> None:
         """The run's end: the epochs its directory holds that MLflow lacks, its artifacts and
-        final metrics, its outcome and status."""
+        final metrics, its outcome and status.
+
+        A trial stopped early never drew its plots: the sender draws them from the staged
+        files (`render`), in a process of its own, never here in Tune's loop, where drawing
+        them was the driver's largest cost at a cluster's size (bench.scale). A simulated
+        trial's are not drawn (`plots`): its curves are a model's, in MLflow's metrics."""
         final = {"outcome": outcome, **last_result}
         staged = tmp / "artifacts"
         staged.mkdir()
+        render = False
         if source is not None:
             # Epochs reported while the driver was down reach MLflow from the trial's file.
             self._log_epochs(key, read_metrics(source))
-            if _plots_stale(source):  # a trial stopped early never drew its own
-                render_trial_plots(source)
+            render = plots and _plots_stale(source)
             for name in ARTIFACTS:
                 if (source / name).exists():
                     shutil.copy(source / name, staged / name)
@@ -199,7 +206,7 @@ class MlflowTracker(tune.Callback):
             {k: v for k, v in final.items() if _jsonable(v)}, indent=1))
         if error_file and os.path.exists(error_file):
             shutil.copy(error_file, staged / "error.txt")
-        self.journal.artifacts(key, staged)
+        self.journal.artifacts(key, staged, render=render)
         self.journal.tags(key, {"outcome": outcome})
         self.journal.status(key, RUN_STATUS.get(outcome, "FINISHED"))
 

@@ -163,3 +163,26 @@ def test_a_searcher_pickled_before_the_trial_contract_resumes(tmp_path):
     restored.set_state(pickle.loads(pickle.dumps(legacy)))
     assert restored.suggest("t1") == searcher.suggest("t1")
     assert restored.context == searcher.context
+
+
+def test_a_sampler_stuck_on_a_covered_corner_is_left_by_random_draws(tmp_path):
+    """A sampler that proposes only configurations already running (here: always identity,
+    whose branch has no parameter of its own) would end the search "exhausted" after
+    MAX_DUPLICATES asks; after EXPLORE_AFTER of them in a row the next are drawn at random,
+    and the search goes on with new configurations."""
+    from search.study import EXPLORE_AFTER
+
+    stuck = optuna.samplers.PartialFixedSampler({"shortcut": "identity"},
+                                                optuna.samplers.RandomSampler(seed=0))
+    searcher = _searcher(tmp_path, configurations=None)
+    searcher.study.sampler = stuck
+    suggested = [searcher.suggest(f"t{i}") for i in range(6)]  # nothing ends meanwhile
+    assert all(config is not None for config in suggested)
+    assert not searcher.exhausted
+    keys = [config["configuration_key"] for config in suggested]
+    assert len(set(keys)) == len(keys)  # every one new
+    shortcuts = [config["params"]["shortcut"] for config in suggested[2:]]  # after the anchors
+    assert "identity" in shortcuts and set(shortcuts) - {"identity"}  # left the corner
+    duplicates = [t for t in _study(tmp_path).trials if t.state == TrialState.FAIL]
+    assert len(duplicates) >= EXPLORE_AFTER  # the stuck sampler's repeats, dropped
+    assert searcher.study.sampler is stuck  # the search's own sampler, put back

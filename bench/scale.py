@@ -1,0 +1,252 @@
+"""A cluster's load on this machine: a simulated search (`--simulate`) of 1,000 trial-seeds, 64
+at once with ASHA, on 16 simulated GPU nodes that Ray's autoscaler launches for it, measured
+against Ray Tune's own scalability bar.
+
+    .venv/bin/python -m bench.scale                  # 500 configurations x 2 seeds, 16 nodes
+    .venv/bin/python -m bench.scale --quick          # 100 x 2 on 8 nodes (under 3 minutes)
+    .venv/bin/python -m bench.scale --fault nodes    # SIGKILL a quarter of the nodes half-way
+    .venv/bin/python -m bench.scale --fault driver   # SIGKILL the driver half-way, run it again
+    .venv/bin/python -m bench.scale --optuna postgres
+
+Real parts, except the GPUs and the training: a head with Ray's fake multi-node autoscaler
+(`bench.sim_cluster`), every node a real raylet declaring 4 GPUs; the driver (`resnet-search
+run`, timed from inside by `bench.scale_driver`) joins it with `--address` and token
+authentication; a real `mlflow server` and a real Optuna storage (SQLite, or PostgreSQL from
+Debian's packages). Each trial sleeps its simulated epochs and reports the learning-curve
+model's errors; the searcher, ASHA, Tune's bookkeeping and checkpoints, the tracker, the
+journal and its sender, MLflow and Optuna do their real work.
+
+The figures (`name: value unit`):
+    scale.wall_over_min     wall time from the driver's start to its exit, over the theoretical
+                            minimum: the simulated epochs actually run x their seconds /
+                            concurrency (Ray's release test allows 1.28; the target is 1.15)
+    driver.cpu_ms_per_result  the driver's CPU (all threads) per reported result, and
+    driver.busy_share_256     what it means on 256 GPUs, one trial each, 25-second epochs;
+    driver.main_cpu_seconds, driver.sender_cpu_seconds  of that CPU, Tune's loop (searcher,
+                            ASHA, callbacks) and the MLflow sender thread
+    optuna.ask_ms_p50/_p95  `Study.ask` in the driver, over the last tenth of the asks (the
+                            study at its largest, with `concurrency` trials running)
+    mlflow.*                runs and metric points in the server's store against the journal;
+                            seconds from the end of `Tuner.fit` until the journal is empty
+    driver.peak_rss_mib, tune.state_*  the driver's memory; Ray's experiment state (size,
+                            and the time of each write)
+    audit.problems          trial-seeds not accounted for in the records, Ray, Optuna and
+                            MLflow alike (`bench.scale_audit`): 0 or the search lost something
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import ROOT, figure, note
+from .scale_audit import Audit
+from .servers import postgres
+from .sim_cluster import SimulatedCluster
+from .tracking_share import mlflow_server
+
+SPACE = "paper-rediscover"
+SCALE = "small"
+BUDGET = 10
+"""The small scale's epochs: ASHA's rungs at 3 and 6 (grace 30%, reduction factor 2)."""
+FULL = {"trials": 500, "seeds": 2, "nodes": 16, "concurrency": 64, "epoch_seconds": 5.0}
+QUICK = {"trials": 100, "seeds": 2, "nodes": 8, "concurrency": 32, "epoch_seconds": 0.5}
+GPUS_PER_NODE = 4
+CPUS_PER_NODE = 4
+NAME = "scale"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench.scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100 x 2 trial-seeds, 8 nodes")
+    for name in FULL:
+        parser.add_argument(f"--{name.replace('_', '-')}",
+                            type=float if name == "epoch_seconds" else int)
+    parser.add_argument("--fault", choices=("none", "nodes", "driver"), default="none")
+    parser.add_argument("--optuna", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--work", type=Path, help="keep everything here (default: a temp dir)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the driver")
+    args = parser.parse_args(argv)
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+@dataclass
+class Driver:
+    """The search's driver as a user runs it, possibly twice (a driver killed, run again)."""
+
+    command: list[str]
+    work: Path
+    env: dict
+    runs: list[dict] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = (self.work / f"driver-{len(self.runs)}.log").open("w")
+        self.runs.append({"start": time.monotonic(), "log": log.name})
+        self.process = subprocess.Popen(self.command, cwd=self.work, env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stats(self) -> dict:
+        """The last run's timings from inside the driver (`bench.scale_driver`)."""
+        return json.loads((self.work / "stats.json").read_text())
+
+
+def driver_command(args, address: str, tracking_uri: str, storage: str, work: Path) -> list:
+    return [sys.executable, "-m", "bench.scale_driver", str(work / "stats.json"), "run", SPACE,
+            "--simulate", "--simulate-epoch-seconds", str(args.epoch_seconds),
+            "--scale", SCALE, "--trials", str(args.trials), "--seeds", str(args.seeds),
+            "--concurrency", str(args.concurrency), "--gpus-per-trial", "1",
+            "--cpus-per-trial", str(CPUS_PER_NODE // GPUS_PER_NODE), "--address", address,
+            "--tracking-uri", tracking_uri, "--optuna-storage", storage, "--name", NAME,
+            "--results-dir", str(work / "results")]
+
+
+def done_trials(driver: Driver) -> int:
+    """Trial-seeds ended, as the driver's last status line says (`N/total done`)."""
+    done = re.findall(r" (\d+)/\d+ done", Path(driver.runs[-1]["log"]).read_text())
+    return int(done[-1]) if done else 0
+
+
+def run_search(args, cluster: SimulatedCluster, driver: Driver) -> tuple[float, list[str]]:
+    """(wall seconds of the driver's runs, what was done to it); applies `args.fault` when
+    half of the trial-seeds have ended."""
+    events: list[str] = []
+    try:
+        _follow(args, cluster, driver, events)
+    finally:
+        if driver.process.poll() is None:  # the bench itself was stopped
+            os.killpg(driver.process.pid, signal.SIGKILL)
+    if driver.process.returncode != 0:
+        tail = Path(driver.runs[-1]["log"]).read_text()[-3000:]
+        raise RuntimeError(f"the search exited {driver.process.returncode}:\n{tail}")
+    return driver.runs[-1]["end"] - driver.runs[0]["start"], events
+
+
+def _follow(args, cluster: SimulatedCluster, driver: Driver, events: list[str]) -> None:
+    total = args.trials * args.seeds
+    driver.start()
+    while driver.process.poll() is None:
+        time.sleep(0.5)
+        if events or args.fault == "none" or done_trials(driver) < total // 2:
+            continue
+        if args.fault == "nodes":
+            killed = cluster.kill_nodes(args.nodes // 4)
+            events.append(f"SIGKILLed {len(killed)} of {args.nodes} nodes at "
+                          f"{done_trials(driver)}/{total} trial-seeds")
+        else:
+            os.killpg(driver.process.pid, signal.SIGKILL)
+            driver.process.wait()
+            events.append(f"SIGKILLed the driver at {done_trials(driver)}/{total} "
+                          "trial-seeds; ran the same command again")
+            driver.start()
+    driver.runs[-1]["end"] = time.monotonic()
+
+
+class NodeCounter(threading.Thread):
+    """The most worker nodes up at once, sampled every second."""
+
+    def __init__(self, cluster: SimulatedCluster):
+        super().__init__(daemon=True)
+        self.cluster, self.peak, self.running = cluster, 0, True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, len(self.cluster.live_nodes()))
+            time.sleep(1)
+
+
+def report(args, wall: float, stats: dict, audit: Audit, results: Path) -> None:
+    minimum = audit.epochs * args.epoch_seconds / args.concurrency
+    figure("scale.trial_seeds", audit.trial_seeds)
+    figure("scale.epochs_run", audit.epochs)
+    figure("scale.wall", wall, "s")
+    figure("scale.theoretical_min", minimum, "s")
+    figure("scale.wall_over_min", wall / minimum)
+    figure("driver.results", stats["results"])
+    per_result = stats["cpu_seconds"] / max(stats["results"], 1)
+    figure("driver.cpu_seconds", stats["cpu_seconds"], "s")
+    figure("driver.cpu_ms_per_result", per_result * 1000, "ms")
+    figure("driver.busy_share_256", per_result * 256 / 25, "(256 trials at once, 25-s epochs)")
+    for part in ("main", "sender"):
+        if f"{part}_cpu_seconds" in stats:  # not from a driver that was killed
+            figure(f"driver.{part}_cpu_seconds", stats[f"{part}_cpu_seconds"], "s")
+    figure("driver.peak_rss_mib", stats["peak_rss_mib"], "MiB")
+    asks = stats["ask_seconds"]
+    late = sorted(asks[-max(len(asks) // 10, 1):])
+    figure("optuna.asks", len(asks))
+    figure("optuna.ask_ms_p50", statistics.median(late) * 1000, "ms")
+    figure("optuna.ask_ms_p95", late[int(0.95 * (len(late) - 1))] * 1000, "ms")
+    figure("mlflow.runs", audit.mlflow_runs)
+    figure("mlflow.metric_points", audit.mlflow_points)
+    figure("mlflow.journal_points", audit.journal_points)
+    if stats.get("drained") and stats.get("fit_end"):
+        figure("mlflow.drain_after_fit", stats["drained"] - stats["fit_end"], "s")
+    state = sorted((results / "ray" / NAME).glob("experiment_state-*.json"))
+    searcher = list((results / "ray" / NAME).glob("searcher-state-*.pkl"))
+    figure("tune.state_bytes", sum(p.stat().st_size for p in state + searcher), "B")
+    writes = stats["state_write_seconds"]
+    figure("tune.state_writes", len(writes))
+    figure("tune.state_write_ms_p50", statistics.median(writes) * 1000, "ms")
+    figure("tune.state_write_ms_max", max(writes) * 1000, "ms")
+    figure("audit.problems", len(audit.problems))
+    for problem in audit.problems[:20]:
+        note(f"problem: {problem}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the cluster on a kill
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    note(f"{args.trials} configurations x {args.seeds} seeds, {args.concurrency} at once, "
+         f"{args.nodes} nodes of {GPUS_PER_NODE} GPUs, {args.epoch_seconds:g} s per simulated "
+         f"epoch, Optuna on {args.optuna}, fault: {args.fault}; in {work}")
+    with SimulatedCluster(work / "cluster", nodes=args.nodes, cpus=CPUS_PER_NODE,
+                          gpus=GPUS_PER_NODE, idle_minutes=0.5) as cluster, \
+            mlflow_server(_folder(work / "mlflow")) as uri, \
+            (postgres() if args.optuna == "postgres"
+             else contextlib.nullcontext(f"sqlite:///{work / 'optuna.db'}")) as storage:
+        env = {**cluster.env, "PYTHONPATH": str(ROOT)}
+        if args.profile:
+            env["RESNET_SEARCH_PROFILE"] = str(work / "driver.prof")
+        driver = Driver(driver_command(args, cluster.address, uri, storage, work), work, env)
+        nodes = NodeCounter(cluster)
+        nodes.start()
+        wall, events = run_search(args, cluster, driver)
+        nodes.running = False
+        for event in events:
+            note(event)
+        audit = Audit.of(work / "results", NAME, storage, work / "mlflow" / "server.db",
+                         args.seeds, BUDGET)
+        report(args, wall, driver.stats(), audit, work / "results")
+        figure("scale.nodes_peak", nodes.peak)
+        idle = time.monotonic()
+        while cluster.live_nodes() and time.monotonic() - idle < 120:
+            time.sleep(1)
+        figure("scale.nodes_left_after_idle", len(cluster.live_nodes()),
+               f"({time.monotonic() - idle:.0f} s after the search)")
+    return 1 if audit.problems else 0
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""What this project changes in Ray Tune (2.60) itself, each for a cause measured here.
+
+Both replace one private method of Tune's, once per process (calling them again does
+nothing), because no setting of Tune's reaches them: `forget_parked_decisions` (a resumed
+trial cut short, issue 24) and `snapshot_period` (the experiment state at a cluster's size,
+BENCHMARKS.md "At cluster size (simulated)"). Their tests: tests/search/test_resume_root_cause.py
+and tests/search/test_driver_costs.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+PARKED = ("_cached_trial_decisions", "_queued_trial_decisions")
+"""TuneController's decisions waiting on a trial's save (`forget_parked_decisions`)."""
+
+
+def forget_parked_decisions() -> None:
+    """Make a restored Tune forget the decisions its previous driver parked (idempotent).
+
+    Why a resumed trial was cut short (issue 24): each report with a checkpoint makes Tune ask
+    the trial's actor for it (`save`), and the decision taken on that result waits in
+    `TuneController._cached_trial_decisions` until the save returns. If the trial fails then
+    (its node lost, --max-failures 0), `_schedule_trial_stop` parks a STOP there for a save
+    that never returns; only a retry or a pause would remove it (`_try_recover`,
+    `pause_trial`), and `__getstate__` writes it into the experiment state. A restored driver
+    reads it back (`resume`), resumes the trial, and the STOP fires after the trial's first
+    save: TERMINATED one epoch later, without `done`. No Tune setting avoids it (every
+    checkpoint goes through a save; `num_to_keep` and `reuse_actors` play no part). The node
+    must die between the worker's report and the driver's handling of the save's answer:
+    about a tenth of an epoch under load, much less without. A new driver has no save in
+    flight, so every parked decision is stale: cleared once `resume` has read them."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    resume = TuneController.resume
+    if getattr(resume, "forgets_parked_decisions", False):
+        return
+
+    def resume_without_parked_decisions(self, *args, **kwargs):
+        resume(self, *args, **kwargs)
+        for name in PARKED:
+            getattr(self, name, {}).clear()
+
+    resume_without_parked_decisions.forgets_parked_decisions = True
+    TuneController.resume = resume_without_parked_decisions
+
+
+def snapshot_period() -> None:
+    """Tune's experiment state at most every TUNE_GLOBAL_CHECKPOINT_S seconds, and so that
+    writing it takes at most 5% of the driver: Ray's own "auto" rule (19 times the last
+    write), which Ray applies only with its 10-second floor. A fixed second does not scale:
+    the state grows with the trials (about 32 kB each; 6.4 MB at 200, written in 100 ms at
+    the median and up to 3 s on this machine, bench.scale), so writing it every second took
+    a tenth of the driver at 200 trials and would take half at a thousand."""
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as manager
+
+    if getattr(manager._update_auto_checkpoint_time, "floor_from_env", False):
+        return
+
+    def update(self, time_taken: float) -> None:
+        floor = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "auto")
+        self._checkpoint_period = max(10.0 if floor == "auto" else float(floor),
+                                      19 * time_taken)
+
+    update.floor_from_env = True
+    manager._update_auto_checkpoint_time = update
