@@ -51,6 +51,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search.cli.commands import EXIT_UNFINISHED
+
 from .common import ROOT, figure, note
 from .scale_audit import Audit
 from .servers import postgres
@@ -66,6 +68,7 @@ QUICK = {"trials": 100, "seeds": 2, "nodes": 8, "concurrency": 32, "epoch_second
 GPUS_PER_NODE = 4
 CPUS_PER_NODE = 4
 NAME = "scale"
+RERUNS = 3
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -116,6 +119,14 @@ def driver_command(args, address: str, tracking_uri: str, storage: str, work: Pa
             "--results-dir", str(work / "results")]
 
 
+def _errors(driver: Driver) -> str:
+    """The error lines of the driver's last run (the progress printer's), shortened."""
+    lines = [line.split("] error", 1)[1].strip()[:160]
+             for line in Path(driver.runs[-1]["log"]).read_text().splitlines()
+             if "] error " in line]
+    return "; ".join(lines) or "no error line"
+
+
 def done_trials(driver: Driver) -> int:
     """Trial-seeds ended, as the driver's last status line says (`N/total done`)."""
     done = re.findall(r" (\d+)/\d+ done", Path(driver.runs[-1]["log"]).read_text())
@@ -138,12 +149,23 @@ def run_search(args, cluster: SimulatedCluster, driver: Driver) -> tuple[float, 
 
 
 def _follow(args, cluster: SimulatedCluster, driver: Driver, events: list[str]) -> None:
-    total = args.trials * args.seeds
+    """Run the search, apply the fault once, and run the same command again when the search
+    says so (exit 3: a trial ended in error, e.g. its actor lost with a node), as a user
+    would, up to RERUNS times; each time is an event."""
+    total, faulted = args.trials * args.seeds, False
     driver.start()
-    while driver.process.poll() is None:
+    while True:
         time.sleep(0.5)
-        if events or args.fault == "none" or done_trials(driver) < total // 2:
+        if driver.process.poll() is not None:
+            if driver.process.returncode != EXIT_UNFINISHED or len(driver.runs) > RERUNS:
+                break
+            events.append(f"the search exited {EXIT_UNFINISHED} (unfinished: "
+                          f"{_errors(driver)}); ran the same command again")
+            driver.start()
             continue
+        if faulted or args.fault == "none" or done_trials(driver) < total // 2:
+            continue
+        faulted = True
         if args.fault == "nodes":
             killed = cluster.kill_nodes(args.nodes // 4)
             events.append(f"SIGKILLed {len(killed)} of {args.nodes} nodes at "

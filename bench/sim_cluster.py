@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
@@ -153,13 +152,6 @@ class SimulatedCluster:
                 except OSError:
                     pass  # ended meanwhile
         return victims
-
-    def wait_for_nodes(self, count: int, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.live_nodes()) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.live_nodes())} of {count} nodes came up")
-            time.sleep(1)
 
     def stop(self) -> None:
         """SIGKILL the cluster's session: the head, the autoscaler and every node it launched."""
