@@ -19,7 +19,7 @@ thread, here it is called after each step so both are timed, on the driver:
                                            connecting (the SQLite store's schema check)
     tracking_share.<store>.in.<part>_seconds
                                            where the trial's tracking time goes: the plots
-                                           the tracker draws again, the journal, MLflow client
+                                           the sender draws again, the journal, MLflow client
                                            calls, the run id written into the Optuna study
 
 `sqlite` is the default store (`sqlite:///<results>/mlflow.db`), `server` an `mlflow server`
@@ -157,11 +157,10 @@ def track(uri: str, work: Path, history: list[dict[str, Any]], plan, folder: Pat
 
     import mlflow
 
-    from search.tracking import tracker as tracker_module
-
     trial = fake_ray_trial(plan, work.parent, history[-1])
     timers = Timers()  # where the trial's tracking time goes
-    timers.wrap(tracker_module, "render_trial_plots", "plots")
+    # The plots of a trial without them, drawn by the sender in its plotting process.
+    timers.wrap(Sender, "_render", "plots")
     # The run id written into the Optuna study: the storage calls the sender makes for it.
     for name in ("__init__", "get_study_id_from_name", "get_trial_id_from_study_id_trial_number",
                  "set_trial_user_attr", "set_study_user_attr"):
