@@ -195,6 +195,8 @@ class NodeCounter(threading.Thread):
 def report(args, wall: float, stats: dict, audit: Audit, results: Path) -> None:
     minimum = audit.epochs * args.epoch_seconds / args.concurrency
     figure("scale.trial_seeds", audit.trial_seeds)
+    figure("audit.at_budget", audit.at_budget, "(ok or diverged at the full budget)")
+    figure("audit.asha_stopped", audit.asha_stopped, "(stopped by ASHA before it)")
     figure("scale.epochs_run", audit.epochs)
     figure("scale.wall", wall, "s")
     figure("scale.theoretical_min", minimum, "s")

@@ -17,6 +17,8 @@ def test_quick_scale_run_accounts_for_every_trial(tmp_path):
     figures = {name: value for name, (value, _) in parse_figures(done.stdout).items()}
     assert figures["audit.problems"] == "0", done.stdout
     assert figures["scale.trial_seeds"] == "200"
+    # Every trial-seed at its budget or its ASHA stop, none anywhere else.
+    assert int(figures["audit.at_budget"]) + int(figures["audit.asha_stopped"]) == 200
     assert figures["mlflow.runs"] == "200"
     assert int(figures["mlflow.metric_points"]) > 0
     assert figures["mlflow.metric_points"] == figures["mlflow.journal_points"]
