@@ -5,9 +5,13 @@ BIN := $(VENV)/bin
 
 .PHONY: test demo lint install clean
 
+# Two test processes (pytest-xdist), each module's tests in one of them (its fixtures, a smoke
+# search say, made once): most tests wait on Ray, MLflow or a subprocess part of the time.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed
 	$(BIN)/ruff check residual spaces search tests
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # A real search on the embedded defaults (local Ray, SQLite MLflow, offline digits data): the
 # machinery. Then what the platform found on real data: the small-scale rediscovery's report,

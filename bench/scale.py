@@ -32,6 +32,9 @@ The figures (`name: value unit`):
                             and the time of each write)
     audit.problems          trial-seeds not accounted for in the records, Ray, Optuna and
                             MLflow alike (`bench.scale_audit`): 0 or the search lost something
+    cpu.machine_busy_share, cpu.<kind>_seconds  how busy this machine's cores were while the
+                            search ran, and which processes used them (`bench.cpu_census`):
+                            the simulated cluster and the driver share the same cores
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from pathlib import Path
 from search.cli.commands import EXIT_UNFINISHED
 
 from .common import ROOT, figure, note
+from .cpu_census import CpuCensus
 from .scale_audit import Audit
 from .servers import postgres
 from .sim_cluster import SimulatedCluster
@@ -232,6 +236,15 @@ def report(args, wall: float, stats: dict, audit: Audit, results: Path) -> None:
         note(f"problem: {problem}")
 
 
+def report_cpu(census: CpuCensus, seconds: dict[str, float]) -> None:
+    """Where the cores went while the search ran: the simulated cluster shares this machine."""
+    cores = os.cpu_count() or 1
+    figure("cpu.machine_busy_share", census.busy / (cores * census.wall),
+           f"(of {cores} cores, {census.wall:.0f} s)")
+    for kind, used in sorted(seconds.items(), key=lambda item: -item[1]):
+        figure(f"cpu.{kind}_seconds", used, "s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the cluster on a kill
@@ -249,15 +262,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             env["RESNET_SEARCH_PROFILE"] = str(work / "driver.prof")
         driver = Driver(driver_command(args, cluster.address, uri, storage, work), work, env)
-        nodes = NodeCounter(cluster)
+        nodes, census = NodeCounter(cluster), CpuCensus()
         nodes.start()
+        census.start()
         wall, events = run_search(args, cluster, driver)
         nodes.running = False
+        cpu = census.stop()
         for event in events:
             note(event)
         audit = Audit.of(work / "results", NAME, storage, work / "mlflow" / "server.db",
                          args.seeds, BUDGET)
         report(args, wall, driver.stats(), audit, work / "results")
+        report_cpu(census, cpu)
         figure("scale.nodes_peak", nodes.peak)
         idle = time.monotonic()
         while cluster.live_nodes() and time.monotonic() - idle < 120:

@@ -164,6 +164,10 @@ class SimulatedCluster:
                             os.kill(pid, signal.SIGKILL)
                         except OSError:
                             pass
+        # The autoscaler's own account (what it launched and removed, and why) outlives Ray's
+        # temp dir: beside the cluster's other files.
+        for log in (self._temp / "session_latest" / "logs").glob("monitor.*"):
+            shutil.copy(log, self.work / log.name)
         shutil.rmtree(self._temp, ignore_errors=True)
 
     def __enter__(self) -> SimulatedCluster:

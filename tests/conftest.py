@@ -25,6 +25,34 @@ class LearnedLambdaShortcut(Shortcut):
         return self.alpha * base, 1.0
 
 
+# The modules that take a minute or more on CI's two cores, longest first: they start first,
+# so that `make test`'s two processes (pytest-xdist, a module to a process) do not end with one
+# of them running a long module alone.
+SLOW_FIRST = (
+    "tests/bench/test_scale.py",
+    "tests/search/test_tracking_outage.py",
+    "tests/search/test_search_resume.py",
+    "tests/search/trial/test_cifar_small.py",
+    "tests/search/test_search_errored.py",
+    "tests/search/test_search_cluster.py",
+    "tests/search/test_search_interrupt.py",
+    "tests/search/report/test_report_table1.py",
+    "tests/search/report/test_report_depth.py",
+    "tests/search/test_search_race.py",
+    "tests/search/test_search.py",
+    "tests/search/report/test_report_table2.py",
+    "tests/search/test_simulate_search.py",
+    "tests/test_readme.py",
+    "tests/search/test_results.py",
+    "tests/search/test_search_waits.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    first = {module: rank for rank, module in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: first.get(item.nodeid.split("::")[0], len(first)))
+
+
 @pytest.fixture
 def learned_lambda():
     """The kind registered for one test, and gone after it."""

@@ -57,10 +57,17 @@ class Journal:
             if not self._tail_checked:
                 self._drop_torn_tail()
                 self._tail_checked = True
+            # Closed, the entry is the kernel's: a killed driver loses none it has written.
+            # Waiting for the disk is `sync`'s, on the sender's thread, not Tune's loop's.
             with self.path.open("a") as file:
                 file.write(line)
-                file.flush()
-                os.fsync(file.fileno())  # a killed driver loses no entry it has written
+
+    def sync(self) -> None:
+        """Wait until what was appended is on the disk (the sender does, before each pass):
+        a machine lost with the driver then loses at most what was appended since."""
+        if self.path.exists():
+            with self.path.open("rb") as file:
+                os.fsync(file.fileno())
 
     def _drop_torn_tail(self) -> None:
         """A driver killed inside a write can leave half a line: it was never an entry, and

@@ -6,6 +6,8 @@ thread in the driver while a search runs (`start`, `close`), or once (`send`) fr
 `resnet-search sync NAME`. An entry the server cannot take now (unreachable, an error on its
 side) is tried again later, in order; an entry it refuses for good (HTTP 4xx: a value MLflow
 does not accept) is skipped with a warning, so one bad value never holds back the rest.
+Consecutive metrics and tags entries go as one `log_batch` per run, and the place is saved
+once for them all.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from .journal import PARENT, Journal
 SENT = "tracking.sent.json"
 PARENT_TAG = "mlflow.parentRunId"
 RETRY_SECONDS = 5.0
+COALESCED = {"log", "tags"}
+"""Entries sent as one request per run when several follow each other."""
+WINDOW = 500
+"""At most this many entries per window: the offset moves on at least that often."""
 
 
 class TrackingError(RuntimeError):
@@ -71,21 +77,64 @@ class Sender:
     def send(self) -> bool:
         """Deliver every entry written so far; False (and `last_error`) if the server stopped
         it. Entries delivered stay delivered: the next call starts after them."""
+        self.journal.sync()
+        window: list[tuple[int, dict[str, Any]]] = []  # consecutive metrics and tags
         for end, entry in self.journal.entries(self.offset):
-            try:
-                self._apply(entry)
-            except Exception as error:
-                if not _refused_for_good(error):
-                    self._went_down(error)
+            if window and (entry["op"] not in COALESCED or len(window) == WINDOW):
+                if not self._deliver(window):
                     return False
-                self._say(f"warning: MLflow refused a {entry['op']} of {entry.get('ref')!r} "
-                          f"({_one_line(error)}); skipped")
-            self.offset = end
-            self._save()
+                window = []
+            if entry["op"] in COALESCED:
+                window.append((end, entry))
+            elif not self._deliver([(end, entry)]):
+                return False
+        if window and not self._deliver(window):
+            return False
         if self.down_since is not None:
             self._say(f"MLflow at {self.uri} is reachable again; the journal is sent")
             self.down_since = None
         return True
+
+    def _deliver(self, items: list[tuple[int, dict[str, Any]]]) -> bool:
+        """Apply one entry, or a window of metrics and tags (one request per run in it, not
+        one per entry: a journal that fell behind catches up in half the requests), then move
+        the offset past them; False if the server cannot take them now."""
+        try:
+            if items[0][1]["op"] in COALESCED:
+                self._log(items)
+            else:
+                self._apply(items[0][1])
+        except Exception as error:
+            if not _refused_for_good(error):
+                self._went_down(error)
+                return False
+            if len(items) > 1:  # one bad value among many: each entry alone, to skip only it
+                return all(self._deliver([item]) for item in items)
+            entry = items[0][1]
+            self._say(f"warning: MLflow refused a {entry['op']} of {entry.get('ref')!r} "
+                      f"({_one_line(error)}); skipped")
+        self.offset = items[-1][0]
+        self._save()
+        return True
+
+    def _log(self, items: list[tuple[int, dict[str, Any]]]) -> None:
+        """Metrics, params and tags entries, merged per run in journal order (a later tag
+        overwrites an earlier one, as it would have on the server)."""
+        merged: dict[str, dict[str, Any]] = {}
+        for _, entry in items:
+            run_id = self.ids.get(entry["ref"])
+            if run_id is None:  # its run was refused: nothing of it can be written
+                continue
+            run = merged.setdefault(run_id, {"metrics": {}, "params": {}, "tags": {}})
+            if entry["op"] == "tags":
+                run["tags"].update(entry["tags"])
+                continue
+            run["metrics"].update(dict.fromkeys(map(tuple, entry["metrics"])))
+            for key, value in entry["params"].items():
+                if run["params"].setdefault(key, value) != value:  # refused on the server:
+                    raise _ParamChanged(key)  # each entry alone then, to skip only that one
+        for run_id, run in merged.items():
+            _log_batch(self._mlflow(), run_id, list(run["metrics"]), run["params"], run["tags"])
 
     def _apply(self, entry: dict[str, Any]) -> None:
         op, ref = entry["op"], entry.get("ref")
@@ -99,17 +148,7 @@ class Sender:
         run_id = self.ids.get(ref)
         if run_id is None:  # its run was refused: nothing of it can be written
             return
-        if op == "log":
-            from mlflow.entities import Metric, Param
-
-            metrics = [Metric(k, v, ts, step) for k, v, ts, step in entry["metrics"]]
-            params = [Param(k, v) for k, v in entry["params"].items()]
-            for start in range(0, max(len(metrics), 1), 1000):  # MLflow's batch limit
-                mlflow.log_batch(run_id, metrics=metrics[start:start + 1000],
-                                 params=params if start == 0 else [])
-        elif op == "tags":
-            _set_tags(mlflow, run_id, entry["tags"])
-        elif op == "status":
+        if op == "status":
             if entry["status"] == "RUNNING":
                 mlflow.update_run(run_id, status="RUNNING")
             else:
@@ -142,7 +181,7 @@ class Sender:
         ) if entry["find"] else []
         if found:
             run_id = found[0].info.run_id
-            _set_tags(mlflow, run_id, tags)
+            _log_batch(mlflow, run_id, tags=tags)
             mlflow.update_run(run_id, status="RUNNING")
         else:
             run_id = mlflow.create_run(self.experiment_id, run_name=entry["run_name"],
@@ -157,8 +196,10 @@ class Sender:
         study (`mlflow_run_id.<number>.s<seed>`)."""
         import optuna
 
+        from ..study import optuna_storage
+
         if link["storage"] not in self._optuna:  # one engine per storage, not one per run
-            self._optuna[link["storage"]] = optuna.storages.RDBStorage(link["storage"])
+            self._optuna[link["storage"]] = optuna_storage(link["storage"])
         storage = self._optuna[link["storage"]]
         study = storage.get_study_id_from_name(link["study"])
         trial = storage.get_trial_id_from_study_id_trial_number(study, link["number"])
@@ -233,10 +274,21 @@ def _render_plots(directory: str) -> None:
     render_trial_plots(directory)
 
 
-def _set_tags(mlflow, run_id: str, tags: dict[str, str]) -> None:
-    from mlflow.entities import RunTag
+def _log_batch(mlflow, run_id: str, metrics: list[tuple] = (),
+               params: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> None:
+    """As few requests as MLflow's batch limits allow (1,000 metrics, 100 params and 100
+    tags, 1,000 in all). metrics: (name, value, timestamp ms, step)."""
+    from mlflow.entities import Metric, Param, RunTag
 
-    mlflow.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+    metrics = [Metric(*metric) for metric in metrics]
+    params = [Param(key, value) for key, value in (params or {}).items()]
+    tags = [RunTag(key, value) for key, value in (tags or {}).items()]
+    while metrics or params or tags:
+        some_params, params = params[:100], params[100:]
+        some_tags, tags = tags[:100], tags[100:]
+        room = 1000 - len(some_params) - len(some_tags)
+        some_metrics, metrics = metrics[:room], metrics[room:]
+        mlflow.log_batch(run_id, metrics=some_metrics, params=some_params, tags=some_tags)
 
 
 def _experiment(mlflow, entry: dict[str, Any]) -> str:
@@ -250,10 +302,16 @@ def _experiment(mlflow, entry: dict[str, Any]) -> str:
     return experiment.experiment_id
 
 
+class _ParamChanged(Exception):
+    """A param given two values in one window: MLflow keeps the first and refuses the other."""
+
+
 def _refused_for_good(error: Exception) -> bool:
     """MLflow said no to the value itself (HTTP 4xx), not to being asked now."""
     from mlflow.exceptions import MlflowException
 
+    if isinstance(error, _ParamChanged):
+        return True
     return isinstance(error, MlflowException) and 400 <= error.get_http_status_code() < 500 \
         and "Max retries" not in str(error)
 

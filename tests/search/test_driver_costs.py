@@ -79,3 +79,58 @@ def test_a_result_reads_no_study(tmp_path, monkeypatch):
     monkeypatch.undo()
     study = optuna.load_study(study_name="unit", storage=storage)
     assert all(t.intermediate_values == {1: 0.49, 2: 0.48, 3: 0.47} for t in study.trials)
+
+
+def test_the_sender_sends_a_run_of_results_as_one_request_per_run(tmp_path, monkeypatch,
+                                                                   capsys):
+    """Results journaled one after another, by many trials, reach MLflow as one request per
+    run (before: one per result, most of the sender's time at a cluster's rate); a value
+    MLflow refuses among them is still skipped alone, the rest delivered."""
+    calls = []
+    log_batch = mlflow.MlflowClient.log_batch
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch",
+                        lambda self, run_id, **kw: calls.append(run_id) or log_batch(
+                            self, run_id, **kw))
+    journal = Journal(tmp_path / "search")
+    journal.experiment("batched", None, {})
+    keys = [f"000{n}-s0" for n in range(3)]
+    for key in keys:
+        journal.create_run(key, key, {"run_key": key})
+        journal.log(key, params={"lr": "0.1"})
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    sender = Sender(journal, uri, progress=True)
+    assert sender.send()
+    calls.clear()
+    for epoch in range(1, 11):
+        for key in keys:
+            journal.log(key, [("val/error", 1.0 / epoch, 1000 * epoch, epoch)])
+    journal.tags(keys[0], {"outcome": "ok"})
+    assert sender.send()
+    assert sorted(calls) == sorted(sender.ids.values())  # 31 entries, 3 requests
+
+    journal.log(keys[1], [("val/error", 0.05, 11000, 11)], {"lr": "0.2"})  # refused: a change
+    journal.log(keys[2], [("val/error", 0.04, 11000, 11)])
+    assert sender.send()
+    assert sender.pending == 0
+    assert "MLflow refused a log of '0001-s0'" in capsys.readouterr().err
+    client = mlflow.MlflowClient(uri)
+    history = {key: client.get_metric_history(sender.run_id(key), "val/error") for key in keys}
+    assert [len(points) for points in history.values()] == [10, 10, 11]
+    assert client.get_run(sender.run_id(keys[1])).data.params == {"lr": "0.1"}
+    assert client.get_run(sender.run_id(keys[0])).data.tags["outcome"] == "ok"
+
+
+def test_the_study_commits_to_a_write_ahead_log(tmp_path):
+    """Each intermediate value, tell and attribute is a commit; SQLite's default journal made
+    each wait on the disk in Tune's loop (4,446 commits at 200 trial-seeds)."""
+    import sqlite3
+
+    from search.study import optuna_storage
+
+    storage = optuna_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(storage=storage, study_name="wal")
+    study.tell(study.ask(), 0.5)
+    with sqlite3.connect(tmp_path / "optuna.db") as db:
+        assert db.execute("pragma journal_mode").fetchone() == ("wal",)
+    with storage.engine.connect() as connection:  # every connection of the driver's
+        assert connection.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL

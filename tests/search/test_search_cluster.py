@@ -5,7 +5,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path, free_port):
+def two_node_cluster(tmp_path, free_port, sessions):
     """A head and a worker node on this machine, in a temp dir of their own."""
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
@@ -32,7 +31,7 @@ def two_node_cluster(tmp_path, free_port):
     # under it are this cluster's alone.
     temp = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
     common = ["--num-cpus", "1", "--disable-usage-stats", f"--temp-dir={temp}"]
-    sessions = []
+    started = []
 
     def ray_start(*args):
         # In a session of its own: every process it leaves behind, daemons and workers, is in
@@ -40,7 +39,7 @@ def two_node_cluster(tmp_path, free_port):
         process = subprocess.Popen([RAY, "start", *args, *common], env=env,
                                    start_new_session=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
-        sessions.append(process.pid)
+        started.append(process.pid)
         output, _ = process.communicate(timeout=120)
         assert process.returncode == 0, output[-2000:]
 
@@ -50,13 +49,13 @@ def two_node_cluster(tmp_path, free_port):
         ray_start("--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1")
 
         def kill_worker_node():
-            kill_session(sessions[1])
+            sessions.kill(started[1])
 
         def worker_node_dirs():
             """The working directories of the worker node's processes: a trial's actor
             runs in its Ray trial directory."""
             dirs = []
-            for pid in session_pids(sessions[1]):
+            for pid in sessions.pids(started[1]):
                 try:
                     dirs.append(os.readlink(f"/proc/{pid}/cwd"))
                 except OSError:
@@ -68,34 +67,9 @@ def two_node_cluster(tmp_path, free_port):
                               worker_node_dirs=worker_node_dirs)
     finally:
         # Not `ray stop`: it would stop every Ray on the machine. Only this cluster's processes.
-        for session in sessions:
-            kill_session(session)
+        for session in started:
+            sessions.kill(session)
         shutil.rmtree(temp, ignore_errors=True)
-
-
-def session_pids(session: int) -> list[int]:
-    """The processes of a session (the field after state, ppid and pgrp in /proc/PID/stat)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session:
-                pids.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            pass  # ended meanwhile
-    return pids
-
-
-def kill_session(session: int) -> None:
-    """SIGKILL every process of a session at once, as when a node's machine is lost. Not the
-    process group: Ray puts each worker in a group of its own, and a worker whose raylet was
-    killed goes on training, and reporting to the driver, for about two seconds (20 fast epochs:
-    the node's trials then finished, or ended early, instead of being lost)."""
-    for _ in range(3):  # again, for any process forked during the previous pass
-        for pid in session_pids(session):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass  # ended meanwhile
 
 
 # `resnet-search run ARGS` whose dataset path is deleted as soon as the driver has staged it

@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -55,19 +54,8 @@ AUTOSCALING_CONFIG = {
 }
 
 
-def _kill_session(session: int) -> None:
-    """SIGKILL every process of a session: only this cluster's (see test_search_cluster)."""
-    for _ in range(3):
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session:
-                    os.kill(int(stat.parent.name), signal.SIGKILL)
-            except (OSError, IndexError, ValueError):
-                pass
-
-
 @pytest.fixture
-def gpu_less_cluster(tmp_path, free_port):
+def gpu_less_cluster(tmp_path, free_port, sessions):
     """A head with no GPU whose autoscaler may add a GPU worker but every launch fails; token
     authentication on. `add_gpu_node()` starts a worker declaring one GPU by hand."""
     token = tmp_path / "auth_token"
@@ -79,13 +67,13 @@ def gpu_less_cluster(tmp_path, free_port):
     config.write_text(json.dumps(AUTOSCALING_CONFIG))
     temp = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))  # Ray's socket paths are short
     common = ["--num-cpus", "1", "--disable-usage-stats", f"--temp-dir={temp}"]
-    sessions = []
+    started = []
 
     def ray_start(*args, extra_env=None):
         process = subprocess.Popen([RAY, "start", *args, *common], env={**env, **(extra_env or {})},
                                    start_new_session=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
-        sessions.append(process.pid)
+        started.append(process.pid)
         output, _ = process.communicate(timeout=120)
         assert process.returncode == 0, output[-2000:]
 
@@ -98,8 +86,8 @@ def gpu_less_cluster(tmp_path, free_port):
                              "PYTHONPATH": str(tmp_path / "provider")})
         yield address, env, lambda: ray_start("--address", address, "--num-gpus", "1")
     finally:
-        for session in sessions:
-            _kill_session(session)
+        for session in started:
+            sessions.kill(session)
         shutil.rmtree(temp, ignore_errors=True)
 
 
