@@ -1,5 +1,6 @@
 """Where a machine's CPU went during a benchmark, by kind of process: the driver (and its
-plotting process), the trials' workers, Ray's daemons, MLflow, the Optuna database, the rest.
+plotting process), the trials' workers, Ray's log monitors and its other daemons, MLflow, the
+Optuna database, the rest.
 
 A thread reads every process's CPU time (`/proc/PID/stat`: user + system) once a second and
 keeps the last reading of each; a process that ends between two readings loses at most its
@@ -24,6 +25,7 @@ KINDS = (  # (kind, a piece of the command line that marks it), the first match 
     ("ray_daemons", "ray::RuntimeEnvAgent"),
     ("trial_workers", "ray::"),
     ("trial_workers", "default_worker.py"),  # a worker before it names itself ray::...
+    ("ray_log_monitors", "log_monitor.py"),  # one per node, tailing the workers' logs
     ("ray_daemons", "/ray/"),
     ("mlflow", "mlflow"),
     ("optuna_db", "postgres"),

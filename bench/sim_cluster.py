@@ -35,6 +35,12 @@ RAY = str(Path(sys.executable).with_name("ray"))
 NODE_TYPE = "gpu_node"
 NODE_ID_ENV = "RAY_OVERRIDE_NODE_ID_FOR_TESTING"
 """Set by the fake provider in each node's environment, so in every process of that node."""
+LOG_MONITOR_PACE = {"RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0", "LOG_NAME_UPDATE_INTERVAL_S": "5"}
+"""Every node's log monitor lists its logs directory every 5 s, not 10 times a second. The
+fake provider's nodes share the head's session, so each of their monitors lists, stats and
+tails every worker's log file of every node: 17 monitors over 641 files took more of the 2
+cores than every other Ray daemon together. On a cluster a node's monitor reads only its own
+workers' files, on its own cores."""
 
 
 def autoscaling_config(address: str, nodes: int, cpus: int, gpus: int,
@@ -102,7 +108,8 @@ class SimulatedCluster:
         config = self.work / "autoscaling.json"
         config.write_text(json.dumps(autoscaling_config(
             self.address, self.nodes, self.cpus, self.gpus, self.idle_minutes)))
-        head_env = {**self.env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+        head_env = {**self.env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+                    **LOG_MONITOR_PACE}
         process = subprocess.Popen(
             [RAY, "start", "--head", "--port", str(self.port), "--node-ip-address",
              "127.0.0.1", "--num-cpus", "0", "--num-gpus", "0", "--include-dashboard=false",

@@ -1,11 +1,10 @@
 """Optuna as Ray Tune's search algorithm, over a space's define-by-run function.
 
-Why not Ray's stock `OptunaSearch`: measured with Ray 2.60 and Optuna 5 (see the search
-issue's closing note), it leaves a trial whose last metric is NaN RUNNING in the study forever,
-records trials that ASHA stopped as COMPLETE, crashes a restored search whose study lives in a
-database (`UpdateFinishedTrialError`), re-proposes the parameters of trials lost with a stale
-snapshot, and has no notion of several seeds per configuration. This searcher keeps Optuna's
-ask/tell and samplers and fixes those:
+Why not Ray's stock `OptunaSearch` (measured with Ray 2.60 and Optuna 5, the search issue's
+closing note): it leaves a trial whose last metric is NaN RUNNING forever, records trials ASHA
+stopped as COMPLETE, crashes a restored search whose study lives in a database
+(`UpdateFinishedTrialError`), re-proposes the parameters of trials lost with a stale snapshot,
+and knows no seeds. This searcher keeps Optuna's ask/tell and samplers and fixes those:
 
 - one Optuna trial is one configuration; it becomes `seeds` Ray trials (`TrialConfig`s: same
   params, seeds 0..k-1) and is told the mean objective once all of them end;
@@ -85,7 +84,7 @@ class SpaceSearcher(Searcher):
         self.queue: list[TrialConfig] = []
         """Seed runs of asked configurations not yet handed to Ray."""
         self.groups: dict[int, dict[str, Any]] = {}
-        """Optuna trial number -> {"params", "trial_ids": {ray id: seed}, "results": {...}}."""
+        """Optuna number -> {"params", "trial_ids": {ray id: seed}, "results", "told"...}."""
         self.trial_numbers: dict[str, int] = {}
         """Ray trial id -> Optuna trial number."""
         self.keys: dict[str, int] = {}
@@ -103,9 +102,8 @@ class SpaceSearcher(Searcher):
         self._optuna_storage: optuna.storages.RDBStorage | None = None
         self._explorer: Explorer | None = None
 
-    # Pickles (tuner.pkl, searcher snapshots) carry bookkeeping only: a user's define function
-    # need not be importable by name; the study is reloaded from its storage; the trials to hand
-    # out are the contract's dicts (`from_dict`): a snapshot outlives the fields of the day.
+    # Pickles (tuner.pkl, snapshots) carry bookkeeping only: a define function need not import by
+    # name; the study reloads from its storage; queued trials are the contract's dicts.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_study"] = state["_optuna_storage"] = state["_explorer"] = None
@@ -297,16 +295,19 @@ class SpaceSearcher(Searcher):
         if (number is None or self.groups[number]["trial_ids"].get(trial_id) != 0
                 or not _finite(value)):
             return
-        # No study read per result (it lists every trial; bench.scale): kept here instead.
-        group, epoch = self.groups[number], result.get("epoch")
+        group, epoch = self.groups[number], result.get("epoch")  # no study read per result
         reported = group.setdefault("reported", set())
-        if epoch is None or epoch in reported or len(group["results"]) == self.seeds:
+        if (epoch is None or epoch in reported or len(group["results"]) == self.seeds
+                or group.get("told")):
             return  # this epoch is in already, or the configuration was told
-        storage_id = group.get("storage_id") or self._trial_id(number)
-        if storage_id is not None:  # None: told before a driver restart
-            group["storage_id"] = storage_id
-            self._optuna_storage.set_trial_intermediate_value(storage_id, int(epoch), float(value))
+        group["storage_id"] = group.get("storage_id") or self._trial_id(number)
+        try:  # the id is None or stale once another copy of this searcher told it: the
+            # driver's (`tell_ended`), or one a restore replaced (its snapshot kept the id)
+            self._optuna_storage.set_trial_intermediate_value(group["storage_id"], int(epoch),
+                                                              float(value))
             reported.add(epoch)
+        except (KeyError, optuna.exceptions.UpdateFinishedTrialError):
+            group["told"] = True
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -318,10 +319,10 @@ class SpaceSearcher(Searcher):
         if trial_id in group["results"]:
             return
         if error:
-            # Not an outcome yet: running the search again resumes the trial from its last
-            # checkpoint (Tuner.restore), and Optuna's FAIL could never be taken back. Until
-            # then the configuration stays RUNNING in the study, marked as errored.
-            self._optuna_storage.set_trial_user_attr(self._trial_id(number), "errored", True)
+            # Not an outcome yet: the search run again resumes it (Tuner.restore), and Optuna's
+            # FAIL could never be taken back. Until then: RUNNING in the study, marked errored.
+            if (storage_id := self._trial_id(number)) is not None:  # None: told meanwhile
+                self._optuna_storage.set_trial_user_attr(storage_id, "errored", True)
             return
         outcome = trial_outcome(result)
         if outcome == UNFINISHED:  # not an outcome either: the search runs it again
@@ -358,11 +359,10 @@ class SpaceSearcher(Searcher):
 
     def tell_ended(self, outcomes: dict[int, dict[int, str]], errored: bool = False
                    ) -> list[int]:
-        """Tell Optuna, from the recorded outcomes of their seeds (`outcomes`: Optuna trial
-        number -> seed -> outcome) and their last objectives, the configurations it still
-        waits for: with `errored`, those whose trials raised, as if every seed had ended
-        (`SearchConfig.give_up_errored`); else those whose seeds have all ended since, outside
-        this searcher (run again after Tune cut them short). Returns the numbers told."""
+        """Tell Optuna the configurations it waits for, from their seeds' recorded `outcomes`
+        (number -> seed -> outcome) and last objectives: with `errored`, those whose trials
+        raised (`give_up_errored`); else those whose seeds all ended outside this searcher
+        (run again after Tune cut them short). Returns the numbers told."""
         work_root = Path(self.context.work_root)
         told = []
         for frozen in self.study.get_trials(deepcopy=False):

@@ -25,5 +25,7 @@ def test_kinds_by_command_line():
     assert kind_of("ray::DashboardAgent") == "ray_daemons"
     assert kind_of(".venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet") \
         == "ray_daemons"
+    assert kind_of(".venv/bin/python .../ray/_private/log_monitor.py --logs-dir=...") \
+        == "ray_log_monitors"
     assert kind_of("postgres: writer") == "optuna_db"
     assert kind_of("bash") == "other"

@@ -207,15 +207,6 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie whose parent is gone is stopped
 
 
-def wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 @pytest.fixture
 def head(tmp_path):
     """A head's home: the checkout at ~/resnet-search, an `mlflow` that records how it was
@@ -249,7 +240,7 @@ def start_mlflow(config: dict, env: dict) -> subprocess.CompletedProcess:
                           timeout=60, cwd=env["HOME"])
 
 
-def mlflow_pids(home: Path) -> list[int]:
+def mlflow_pids(home: Path, wait_until) -> list[int]:
     pids = home / "mlflow.pids"
     wait_until(pids.exists, 10)
     return [int(p) for p in pids.read_text().split()]
@@ -267,11 +258,11 @@ def test_the_service_watches_the_process_ray_stop_ends():
 
 
 @pytest.mark.parametrize("name", CLUSTER_FILES)
-def test_mlflow_stops_when_ray_stops(head, name):
+def test_mlflow_stops_when_ray_stops(head, name, wait_until):
     home, gcs, env = head
     done = start_mlflow(load(name), env)
     assert done.returncode == 0, done.stderr
-    server, child = mlflow_pids(home)
+    server, child = mlflow_pids(home, wait_until)
     argv = (home / "mlflow.argv").read_text().splitlines()
     assert argv[:5] == ["server", "--host", "127.0.0.1", "--port", "5000"]
     time.sleep(0.5)
@@ -284,14 +275,14 @@ def test_mlflow_stops_when_ray_stops(head, name):
     assert "fake_gcs" in log and "stopping MLflow" in log
 
 
-def test_a_second_start_replaces_the_first_server(head):
+def test_a_second_start_replaces_the_first_server(head, wait_until):
     home, _, env = head
     config = load("cluster-local.yaml")
     assert start_mlflow(config, env).returncode == 0
-    first = mlflow_pids(home)
+    first = mlflow_pids(home, wait_until)
     (home / "mlflow.pids").unlink()
     assert start_mlflow(config, env).returncode == 0  # `ray up` again: one server, the new one
-    second = mlflow_pids(home)
+    second = mlflow_pids(home, wait_until)
     assert not any(alive(pid) for pid in first) and all(alive(pid) for pid in second)
     service = int((home / "mlflow" / "service.pid").read_text())
     assert alive(service) and service not in first + second  # the watcher, a process apart

@@ -65,15 +65,6 @@ def started_pids(home: Path) -> list[int]:
     return [int(p) for p in re.findall(r"started `.*?` \(pid (\d+)\)", text)]
 
 
-def wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
-
-
 @pytest.fixture
 def head(tmp_path):
     """A head's home: the checkout at ~/resnet-search, the environment file putting this
@@ -102,7 +93,7 @@ def run(command: str, env: dict, timeout: float = 240) -> subprocess.CompletedPr
                           text=True, timeout=timeout)
 
 
-def test_a_killed_server_is_restarted_and_answers_health_again(head):
+def test_a_killed_server_is_restarted_and_answers_health_again(head, wait_until):
     home, env = head
     port = free_port()
     start, wait = head_commands("cluster-local.yaml", port)

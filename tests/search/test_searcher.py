@@ -126,6 +126,32 @@ def test_restore_requeues_a_configuration_the_snapshot_lost(tmp_path):
     assert restored.suggest("t2")["optuna_trial"] == 2
 
 
+def test_a_restore_from_a_snapshot_older_than_a_tell_leaves_the_told_trial_alone(tmp_path):
+    """Found at 1,000 trials (`bench.scale --fault driver`): the driver's last snapshot kept
+    the storage id a result had cached; the configuration was told before the kill; after the
+    restore the resumed seed's next epoch was written to the told trial
+    (UpdateFinishedTrialError), and Tune's error path, telling the searcher of an error, failed
+    on the told trial's missing id and stopped the driver."""
+    searcher = _searcher(tmp_path, seeds=2)
+    searcher.suggest("s0")
+    searcher.suggest("s1")
+    searcher.on_trial_result("s0", _result(0.6, epoch=1, outcome="running"))
+    snapshot = pickle.dumps(searcher.get_state())
+    searcher.on_trial_complete("s0", _result(0.3, epoch=3))
+    searcher.on_trial_complete("s1", _result(0.5, epoch=3))
+    told = _study(tmp_path).trials[0]
+
+    restored = _searcher(tmp_path, seeds=2)
+    restored.set_state(pickle.loads(snapshot))
+    restored.on_trial_result("s0", _result(0.4, epoch=2, outcome="running"))
+    restored.on_trial_complete("s0", error=True)
+    restored.on_trial_complete("s1", _result(0.5, epoch=3))
+    after = _study(tmp_path).trials[0]
+    assert after.state == TrialState.COMPLETE and after.value == pytest.approx(0.4)
+    assert after.intermediate_values == told.intermediate_values == {1: 0.6, 3: 0.3}
+    assert after.user_attrs == told.user_attrs and after.user_attrs["errored"] is False
+
+
 def test_searcher_pickles_without_its_study(tmp_path):
     searcher = _searcher(tmp_path)
     searcher.suggest("t0")
