@@ -7,11 +7,13 @@ BIN := $(VENV)/bin
 
 # Two test processes (pytest-xdist), each module's tests in one of them (its fixtures, a smoke
 # search say, made once): most tests wait on Ray, MLflow or a subprocess part of the time.
+# The slowest modules start first (tests/conftest.py's order; xdist would otherwise hand out
+# the modules with the most tests first, and the longest, bench.scale's one test, last).
 TEST_WORKERS ?= 2
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check residual spaces search tests
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # A real search on the embedded defaults (local Ray, SQLite MLflow, offline digits data): the
 # machinery. Then what the platform found on real data: the small-scale rediscovery's report,

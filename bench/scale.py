@@ -25,7 +25,10 @@ The figures (`name: value unit`):
     driver.main_cpu_seconds, driver.sender_cpu_seconds  of that CPU, Tune's loop (searcher,
                             ASHA, callbacks) and the MLflow sender thread
     optuna.ask_ms_p50/_p95  `Study.ask` in the driver, over the last tenth of the asks (the
-                            study at its largest, with `concurrency` trials running)
+                            study at its largest, with `concurrency` trials running);
+    optuna.configuration_ms_p50/_p95  the same for a whole new configuration: the ask and the
+                            space's sampling (define-by-run: TPE works in the `suggest_*`
+                            calls), asked again past configurations already run
     mlflow.*                runs and metric points in the server's store against the journal;
                             seconds from the end of `Tuner.fit` until the journal is empty
     driver.peak_rss_mib, tune.state_*  the driver's memory; Ray's experiment state (size,
@@ -214,18 +217,21 @@ def report(args, wall: float, stats: dict, audit: Audit, results: Path) -> None:
         if f"{part}_cpu_seconds" in stats:  # not from a driver that was killed
             figure(f"driver.{part}_cpu_seconds", stats[f"{part}_cpu_seconds"], "s")
     figure("driver.peak_rss_mib", stats["peak_rss_mib"], "MiB")
-    asks = stats["ask_seconds"]
-    late = sorted(asks[-max(len(asks) // 10, 1):])
-    figure("optuna.asks", len(asks))
-    figure("optuna.ask_ms_p50", statistics.median(late) * 1000, "ms")
-    figure("optuna.ask_ms_p95", late[int(0.95 * (len(late) - 1))] * 1000, "ms")
+    figure("optuna.asks", len(stats["ask_seconds"]))
+    for name, seconds in (("ask", stats["ask_seconds"]),
+                          ("configuration", stats.get("configuration_seconds", []))):
+        late = sorted(seconds[-max(len(seconds) // 10, 1):])
+        if late:  # none: every configuration was asked before a driver restart
+            figure(f"optuna.{name}_ms_p50", statistics.median(late) * 1000, "ms")
+            figure(f"optuna.{name}_ms_p95", late[int(0.95 * (len(late) - 1))] * 1000, "ms")
     figure("mlflow.runs", audit.mlflow_runs)
     figure("mlflow.metric_points", audit.mlflow_points)
     figure("mlflow.journal_points", audit.journal_points)
     if stats.get("drained") and stats.get("fit_end"):
         figure("mlflow.drain_after_fit", stats["drained"] - stats["fit_end"], "s")
-    state = sorted((results / "ray" / NAME).glob("experiment_state-*.json"))
-    searcher = list((results / "ray" / NAME).glob("searcher-state-*.pkl"))
+    # The last written (a restored driver writes files of its own beside the first driver's).
+    state = sorted((results / "ray" / NAME).glob("experiment_state-*.json"))[-1:]
+    searcher = sorted((results / "ray" / NAME).glob("searcher-state-*.pkl"))[-1:]
     figure("tune.state_bytes", sum(p.stat().st_size for p in state + searcher), "B")
     writes = stats["state_write_seconds"]
     figure("tune.state_writes", len(writes))

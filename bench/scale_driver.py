@@ -2,11 +2,15 @@
 
     python -m bench.scale_driver STATS.json run SPACE ... (the CLI's own arguments)
 
-It runs `search.cli.main` unchanged, with timers around three calls, and at exit writes
+It runs `search.cli.main` unchanged, with timers around four calls, and at exit writes
 STATS.json:
 
     ask_seconds          every `optuna.Study.ask` (the searcher's, with its storage's
                          queries), in order
+    configuration_seconds  every new configuration the searcher took from Optuna
+                         (`SpaceSearcher._ask`): the ask, the space's define-by-run sampling
+                         (where TPE does its work), again while it proposes configurations
+                         already run, in order
     state_write_seconds  every save of Ray Tune's experiment state (`TuneController.save_to_dir`:
                          the trials' JSON and the searcher's pickle)
     results              the results the driver's tracker took (`MlflowTracker.on_trial_result`)
@@ -56,11 +60,13 @@ def instrument(stats: dict) -> None:
     from ray.tune import Tuner
     from ray.tune.execution.tune_controller import TuneController
 
+    from search.searcher import SpaceSearcher
     from search.tracking import sender, tracker
 
-    stats.update(ask_seconds=[], state_write_seconds=[], results=0, fit_end=None,
-                 drained=None)
+    stats.update(ask_seconds=[], configuration_seconds=[], state_write_seconds=[], results=0,
+                 fit_end=None, drained=None)
     _timed(optuna.Study, "ask", stats["ask_seconds"])
+    _timed(SpaceSearcher, "_ask", stats["configuration_seconds"])
     _timed(TuneController, "save_to_dir", stats["state_write_seconds"])
 
     on_result = tracker.MlflowTracker.on_trial_result

@@ -12,6 +12,7 @@ import sys
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
@@ -280,7 +281,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     if tune.Tuner.can_restore(experiment):
         _know_moved_modules()
         forget_parked_decisions()
-        return watched(tune.Tuner.restore(experiment, trainable=trainable,
+        return with_run_callbacks(tune.Tuner.restore(experiment, trainable=trainable,
                                           resume_unfinished=True,
                                           resume_errored=not config.give_up_errored), config)
     if retrain:
@@ -297,7 +298,7 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
                                settings.optuna_storage, settings.generation)]
     if config.progress:
         callbacks.append(ProgressPrinter(total))
-    return watched(tune.Tuner(
+    return with_run_callbacks(tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler, metric="objective", mode="min",
@@ -310,16 +311,26 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
             verbose=1 if config.verbose else 0)), config)
 
 
-def watched(tuner: tune.Tuner, config: SearchConfig) -> tune.Tuner:
-    """`tuner` with this run's `ResourceWatch` (its progress lines and --wait-for-resources)
-    as its last callback. Added once the Tuner exists, new or restored: Tune pickles the first
-    run's RunConfig, callbacks included, into the experiment (tuner.pkl) and `Tuner.restore`
-    brings it back, with no public way to change it; a watch pickled there would apply an
-    earlier run's limit, and a search begun before the watch existed would have none."""
-    if not (config.progress or config.wait_for_resources):
-        return tuner
+def with_run_callbacks(tuner: tune.Tuner, config: SearchConfig) -> tune.Tuner:
+    """`tuner` with this run's callbacks: Tune's per-trial result.json and progress.csv (what
+    its `ExperimentAnalysis` reads) but not its TensorBoard event files, and this run's
+    `ResourceWatch` (its progress lines and --wait-for-resources) last. Set once the Tuner
+    exists, new or restored: Tune pickles the first run's RunConfig, callbacks included, into
+    the experiment (tuner.pkl) and `Tuner.restore` brings it back, with no public way to change
+    it; a watch pickled there would apply an earlier run's limit, and a search begun before
+    the watch existed would have none.
+
+    Tune adds its three loggers itself unless TUNE_DISABLE_AUTO_CALLBACK_LOGGERS is set. Its
+    TensorBoard logger writes and flushes an event file per result in Tune's loop, the largest
+    part of Tune's cost per result in the driver's profile (BENCHMARKS.md, "At cluster size"),
+    for files no part of this platform reads: MLflow holds every metric."""
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     run_config = tuner._local_tuner.get_run_config()  # Ray Client (ray://) is refused
-    run_config.callbacks = [c for c in run_config.callbacks or []
-                            if not isinstance(c, ResourceWatch)]
-    run_config.callbacks.append(ResourceWatch(config.wait_for_resources, config.progress))
+    callbacks = [c for c in run_config.callbacks or []
+                 if not isinstance(c, (ResourceWatch, TBXLoggerCallback))]
+    callbacks += [logger() for logger in (CSVLoggerCallback, JsonLoggerCallback)
+                  if not any(isinstance(c, logger) for c in callbacks)]
+    if config.progress or config.wait_for_resources:
+        callbacks.append(ResourceWatch(config.wait_for_resources, config.progress))
+    run_config.callbacks = callbacks
     return tuner

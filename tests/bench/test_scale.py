@@ -24,5 +24,8 @@ def test_quick_scale_run_accounts_for_every_trial(tmp_path):
     assert figures["mlflow.metric_points"] == figures["mlflow.journal_points"]
     # One result per simulated epoch that ran, each taken by the driver's tracker once.
     assert figures["driver.results"] == figures["scale.epochs_run"]
+    # Each configuration's whole ask timed too, not only Optuna's `Study.ask` (TPE samples in
+    # the space's suggest calls, after it).
+    assert float(figures["optuna.configuration_ms_p50"]) > 0
     assert int(figures["scale.nodes_peak"]) >= 8  # the demand (32 GPUs) launched every node
     assert figures["scale.nodes_left_after_idle"] == "0"

@@ -69,6 +69,10 @@ def test_user_space_search_from_the_command_line(tmp_path, space_file, cli, mlfl
     assert by_number[1].data.params["lr"] == "1000000.0"
     analysis = ExperimentAnalysis(str(results / "ray" / "mine"))
     assert [t.status for t in analysis.trials] == ["TERMINATED"] * 6  # none errored
+    # Tune's per-trial files, less its TensorBoard events (written per result in its loop).
+    ray_dirs = [p for p in (results / "ray" / "mine").iterdir() if p.is_dir()]
+    assert len(ray_dirs) == 6 and all((d / "result.json").is_file() for d in ray_dirs)
+    assert not list((results / "ray" / "mine").rglob("events.out.tfevents*"))
     ray_trials = analysis.dataframe()
     diverged = ray_trials[ray_trials["config/optuna_trial"] == 1]
     assert list(diverged["outcome"]) == ["diverged"]
