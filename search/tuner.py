@@ -281,9 +281,9 @@ def make_tuner(config: SearchConfig, settings: Settings, searcher: SpaceSearcher
     if tune.Tuner.can_restore(experiment):
         _know_moved_modules()
         forget_parked_decisions()
-        return with_run_callbacks(tune.Tuner.restore(experiment, trainable=trainable,
-                                          resume_unfinished=True,
-                                          resume_errored=not config.give_up_errored), config)
+        return with_run_callbacks(tune.Tuner.restore(
+            experiment, trainable=trainable, resume_unfinished=True,
+            resume_errored=not config.give_up_errored), config)
     if retrain:
         search_alg, scheduler = FixedRuns(retrain), FIFOScheduler()
     elif config.scheduler == "asha":
