@@ -68,13 +68,13 @@ class CpuCensus(threading.Thread):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
                 seconds = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-                if pid not in self._last:
-                    cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
-                    kind = kind_of(cmdline.decode(errors="replace"))
-                    if first:
-                        self._first[pid] = seconds
-                else:
-                    kind = self._last[pid][0]
+                # Read each time: a process first seen between its fork and its exec still
+                # shows its parent's command line. A zombie's is empty: it keeps its kind.
+                cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+                kind = (kind_of(cmdline.decode(errors="replace")) if cmdline
+                        else self._last.get(pid, ("other",))[0])
+                if first and pid not in self._last:
+                    self._first[pid] = seconds
             except (OSError, IndexError, ValueError):
                 continue  # ended meanwhile
             self._last[pid] = (kind, seconds)

@@ -1,5 +1,6 @@
 """bench.cpu_census: a process's CPU time is counted under its kind while the census runs."""
 
+import os
 import subprocess
 import sys
 
@@ -17,6 +18,19 @@ def test_a_busy_process_is_counted_under_its_kind():
     # Its last tenth of a second may end between two readings; the rest is counted.
     assert 1.2 <= seconds["mlflow"] <= 2.0
     assert census.busy >= seconds["mlflow"]
+
+
+def test_a_process_is_counted_under_the_kind_it_execs_into():
+    """Seen first with its parent's command line (as between a fork and its exec), then
+    busy as what it became: the busy seconds count under the new kind."""
+    census = CpuCensus(period=0.1)
+    census.start()
+    becomes = ("import os, sys, time\ntime.sleep(0.5)\n"  # its command line: no "mlflow"
+               "os.execv(sys.executable, [sys.executable, '-c', os.environ['BUSY']])")
+    subprocess.run([sys.executable, "-c", becomes], check=True, timeout=120,
+                   env={**os.environ, "BUSY": BUSY})
+    seconds = census.stop()
+    assert 1.2 <= seconds["mlflow"] <= 2.0
 
 
 def test_kinds_by_command_line():
