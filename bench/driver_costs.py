@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         (folder / "mlflow").mkdir()
         with mlflow_server(folder / "mlflow") as uri:
             note(f"{trials} trials x {epochs} epochs, against an mlflow server at {uri}")
-            for window in (1, 500):
+            from search.tracking.sender import WINDOW
+
+            for window in (1, WINDOW):  # one request per entry (before), merged (now)
                 sender_cost(folder, uri, trials, epochs, window)
         journal_cost(folder, trials * epochs)
         optuna_cost(folder, trials, epochs)

@@ -73,11 +73,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _session_of(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
-    except (OSError, IndexError, ValueError):
-        return None
+def session_pids(session: int) -> list[int]:
+    """The processes of a session (the field after state, ppid and pgrp in /proc/PID/stat)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session:
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            pass  # ended meanwhile
+    return pids
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process of a session at once, as when a node's machine is lost. Not the
+    process group: Ray puts each worker in a group of its own, and a worker whose raylet was
+    killed goes on training, and reporting to the driver, for about two seconds."""
+    for _ in range(3):  # again, for any process forked during the previous pass
+        for pid in session_pids(session):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # ended meanwhile
 
 
 class SimulatedCluster:
@@ -127,10 +144,7 @@ class SimulatedCluster:
     def node_processes(self) -> dict[str, list[int]]:
         """{node id: its live process ids}, for the worker nodes the autoscaler launched."""
         nodes: dict[str, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            pid = int(stat.parent.name)
-            if _session_of(pid) != self._session:
-                continue
+        for pid in session_pids(self._session) if self._session is not None else []:
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             except OSError:
@@ -163,14 +177,7 @@ class SimulatedCluster:
     def stop(self) -> None:
         """SIGKILL the cluster's session: the head, the autoscaler and every node it launched."""
         if self._session is not None:
-            for _ in range(3):  # again, for any process forked during the previous pass
-                for stat in Path("/proc").glob("[0-9]*/stat"):
-                    pid = int(stat.parent.name)
-                    if _session_of(pid) == self._session:
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except OSError:
-                            pass
+            kill_session(self._session)
         # The autoscaler's own account (what it launched and removed, and why) outlives Ray's
         # temp dir: beside the cluster's other files.
         for log in (self._temp / "session_latest" / "logs").glob("monitor.*"):

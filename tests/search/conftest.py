@@ -16,6 +16,8 @@ import optuna
 import pytest
 import requests
 
+from bench.sim_cluster import kill_session, session_pids
+
 USER_SPACE = textwrap.dedent('''
     from spaces import SearchSpace
 
@@ -33,36 +35,11 @@ USER_SPACE = textwrap.dedent('''
 ''')
 
 
-def session_pids(session: int) -> list[int]:
-    """The processes of a session (the field after state, ppid and pgrp in /proc/PID/stat)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session:
-                pids.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            pass  # ended meanwhile
-    return pids
-
-
-def kill_session(session: int) -> None:
-    """SIGKILL every process of a session at once, as when a node's machine is lost. Not the
-    process group: Ray puts each worker in a group of its own, and a worker whose raylet was
-    killed goes on training, and reporting to the driver, for about two seconds (20 fast epochs:
-    the node's trials then finished, or ended early, instead of being lost)."""
-    for _ in range(3):  # again, for any process forked during the previous pass
-        for pid in session_pids(session):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass  # ended meanwhile
-
-
 @pytest.fixture
 def sessions():
     """The processes of a session (`pids`), and `kill`: what a Ray node started in a session of
     its own leaves behind is in that session, and only it is."""
-    return SimpleNamespace(pids=session_pids, kill=kill_session)
+    return SimpleNamespace(pids=session_pids, kill=kill_session)  # bench.sim_cluster's
 
 
 @pytest.fixture(scope="session")
