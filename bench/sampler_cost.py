@@ -7,15 +7,22 @@ A study is filled with N finished trials drawn at random from paper-joint (its d
 function, conditional axes and all), as a search with ASHA leaves them: most PRUNED after 1, 2,
 4 or 8 epochs with their intermediate values, the rest COMPLETE after 10, with a made-up error
 that depends on the axes (so TPE has a shape to model) plus noise. Then each sampler, built as
-the search builds it (`search.searcher.make_sampler`), suggests a few more, each timed from
+the search builds it (`search.study.make_sampler`), suggests a few more, each timed from
 `study.ask()` through the define function's last `suggest_*` (the sampler's whole work) and
 told a value afterwards (one untimed suggestion first: it fills caches once per driver):
 
     sampler_cost.<sampler>.n<N>_ms          median, in-memory storage: the sampler itself
-    sampler_cost.tpe.sqlite_n<N>_ms         the same for TPE on a SQLite study opened as the
-                                            search opens its own (the default storage): what
-                                            the driver pays per configuration, storage included
-    sampler_cost.tpe.sqlite_wal_n<N>_ms     the same study in WAL mode, synchronous=NORMAL
+    sampler_cost.tpe.sqlite_n<N>_ms         the same for TPE on a SQLite study in its
+                                            default rollback journal, a sync at each commit
+    sampler_cost.tpe.sqlite_wal_n<N>_ms     the same study in WAL mode, synchronous=NORMAL,
+                                            as the search opens its own (search.study)
+    sampler_cost.tpe.running64_n<N>_ms      the WAL study with 64 trials RUNNING, each with 5
+                                            intermediate values, as at a cluster's concurrency:
+                                            Optuna's own reads (the constant liar re-reads every
+                                            trial per parameter group; its cache, the running
+                                            trials' values)
+    sampler_cost.tpe.search_running64_n<N>_ms  the same ask as the search makes it
+                                            (`search.study.one_ask`: the trials read once)
 """
 
 from __future__ import annotations
@@ -36,13 +43,14 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from search.searcher import make_sampler
+from search.study import OneReadPerAsk, make_sampler, one_ask
 from spaces import SearchSpace, load_space
 
 from .common import figure, header, missing, note
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes")
 SIZES = (20, 500, 2000)
+RUNNING = 64  # trials left running while the asks are timed: bench.scale's concurrency
 SPACE = "paper-joint"
 SCALE = "small"
 EPOCHS = 10
@@ -81,17 +89,28 @@ def fill(study: optuna.Study, space: SearchSpace, n: int, rng: random.Random) ->
     study.add_trials(frozen)
 
 
-def time_asks(study: optuna.Study, space: SearchSpace, repeats: int,
-              rng: random.Random) -> list[float]:
-    """Milliseconds from ask through the define function, for `repeats` suggestions."""
+def time_asks(study: optuna.Study, space: SearchSpace, repeats: int, rng: random.Random,
+              asking=contextlib.nullcontext) -> list[float]:
+    """Milliseconds from ask through the define function, for `repeats` suggestions, each
+    within `asking()`."""
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        trial = study.ask()
-        params = space.suggest(trial)
+        with asking():
+            trial = study.ask()
+            params = space.suggest(trial)
         times.append(1000 * (time.perf_counter() - started))
         study.tell(trial, made_up_error(params, rng))
     return times
+
+
+def start_running(study: optuna.Study, space: SearchSpace, n: int) -> None:
+    """Leave `n` trials RUNNING in `study`, each with the intermediate values of 5 epochs."""
+    for _ in range(n):
+        trial = study.ask()
+        space.suggest(trial)
+        for epoch in range(1, 6):
+            trial.report(0.5 + 0.3 * (1 - epoch / EPOCHS) ** 2, epoch)
 
 
 def in_memory(trials: list, sampler: str, seed: int) -> optuna.Study:
@@ -116,18 +135,22 @@ def sqlite_storage(path: Path, wal: bool) -> optuna.storages.RDBStorage:
     return storage
 
 
-def time_sqlite_asks(db: Path, space: SearchSpace, repeats: int, seed: int,
-                     wal: bool) -> list[float]:
-    """Milliseconds per TPE suggestion on a copy of the SQLite study `db`, after one untimed
-    suggestion (the first loads every trial into the storage's cache: once per driver)."""
+def time_sqlite_asks(db: Path, space: SearchSpace, repeats: int, seed: int, wal: bool,
+                     running: int = 0, search: bool = False) -> list[float]:
+    """Milliseconds per TPE suggestion on a copy of the SQLite study `db` with `running` trials
+    left RUNNING, asked as the search asks (`search`) or with Optuna's own reads, after one
+    untimed suggestion (the first loads every trial into the storage's cache: once per driver)."""
     with tempfile.TemporaryDirectory(prefix="bench-sampler-") as tmp:
         copy = Path(tmp) / "optuna.db"
         shutil.copy(db, copy)
         storage = sqlite_storage(copy, wal)
-        study = optuna.load_study(study_name="bench", storage=storage,
+        store = OneReadPerAsk(storage) if search else storage
+        study = optuna.load_study(study_name="bench", storage=store,
                                   sampler=make_sampler("tpe", seed))
-        time_asks(study, space, 1, random.Random(seed))
-        times = time_asks(study, space, repeats, random.Random(seed))
+        start_running(study, space, running)
+        asking = (lambda: one_ask(study, store, None)) if search else contextlib.nullcontext
+        time_asks(study, space, 1, random.Random(seed), asking)
+        times = time_asks(study, space, repeats, random.Random(seed), asking)
         storage.engine.dispose()
         return times
 
@@ -179,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             on_disk.add_trials(pool.trials[before:])
             checkpointed(storage)
-            for wal, name in ((False, "sqlite"), (True, "sqlite_wal")):
-                times = time_sqlite_asks(db, space, repeats, args.seed, wal)
+            for name, wal, running, search in (("sqlite", False, 0, False),
+                                               ("sqlite_wal", True, 0, False),
+                                               ("running64", True, RUNNING, False),
+                                               ("search_running64", True, RUNNING, True)):
+                times = time_sqlite_asks(db, space, repeats, args.seed, wal, running, search)
                 figure(f"sampler_cost.tpe.{name}_n{n}_ms", statistics.median(times), "ms")
     return 0
 

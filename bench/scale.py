@@ -33,6 +33,11 @@ The figures (`name: value unit`):
                             seconds from the end of `Tuner.fit` until the journal is empty
     driver.peak_rss_mib, tune.state_*  the driver's memory; Ray's experiment state (size,
                             and the time of each write)
+    tune.wait_s_per_epoch   how long a trial waited between its epochs, on average: from its
+                            report to the driver's next `train` call (Tune's result and save
+                            of its checkpoint, each a trip through the driver's loop): each
+                            trial's first-to-last result (Tune's whole-second timestamps)
+                            less the time inside its steps (`time_this_iter_s`)
     audit.problems          trial-seeds not accounted for in the records, Ray, Optuna and
                             MLflow alike (`bench.scale_audit`): 0 or the search lost something
     cpu.machine_busy_share, cpu.<kind>_seconds  how busy this machine's cores were while the
@@ -106,14 +111,22 @@ class Driver:
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        for earlier in self.work.glob("stats*.json"):  # a run of this bench writes its own
+            if self.runs:
+                earlier.rename(self.work / f"stats-{len(self.runs) - 1}.json")
+            else:
+                earlier.unlink()
         log = (self.work / f"driver-{len(self.runs)}.log").open("w")
         self.runs.append({"start": time.monotonic(), "log": log.name})
         self.process = subprocess.Popen(self.command, cwd=self.work, env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
     def stats(self) -> dict:
-        """The last run's timings from inside the driver (`bench.scale_driver`)."""
-        return json.loads((self.work / "stats.json").read_text())
+        """The timings from inside the driver (`bench.scale_driver`) of the run that took the
+        most results: a SIGKILLed driver writes none, and a run again after exit 3 may only
+        end the last few trials."""
+        runs = [json.loads(path.read_text()) for path in self.work.glob("stats*.json")]
+        return max(runs, key=lambda stats: stats["results"])
 
 
 def driver_command(args, address: str, tracking_uri: str, storage: str, work: Path) -> list:
@@ -237,9 +250,23 @@ def report(args, wall: float, stats: dict, audit: Audit, results: Path) -> None:
     figure("tune.state_writes", len(writes))
     figure("tune.state_write_ms_p50", statistics.median(writes) * 1000, "ms")
     figure("tune.state_write_ms_max", max(writes) * 1000, "ms")
+    figure("tune.wait_s_per_epoch", wait_per_epoch(results / "ray" / NAME), "s")
     figure("audit.problems", len(audit.problems))
     for problem in audit.problems[:20]:
         note(f"problem: {problem}")
+
+
+def wait_per_epoch(experiment: Path) -> float:
+    """The mean time a trial waited on the driver between two of its epochs, from Tune's own
+    records of its results (`tune.wait_s_per_epoch`)."""
+    waited = waits = 0
+    for path in experiment.glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if len(rows) > 1:
+            inside = sum(row["time_this_iter_s"] for row in rows[1:])
+            waited += rows[-1]["timestamp"] - rows[0]["timestamp"] - inside
+            waits += len(rows) - 1
+    return waited / max(waits, 1)
 
 
 def report_cpu(census: CpuCensus, seconds: dict[str, float]) -> None:

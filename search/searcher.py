@@ -43,8 +43,8 @@ from .study import (
     Explorer,
     answer_duplicate,
     make_sampler,
+    one_ask,
     open_study,
-    sampling_with,
     tell_screened,
 )
 from .trial import (
@@ -99,7 +99,7 @@ class SpaceSearcher(Searcher):
         """Ray trials suggested and not yet ended."""
         self._space: SearchSpace | None = space
         self._study: optuna.Study | None = None
-        self._optuna_storage: optuna.storages.RDBStorage | None = None
+        self._optuna_storage: optuna.storages.BaseStorage | None = None
         self._explorer: Explorer | None = None
 
     # Pickles (tuner.pkl, snapshots) carry bookkeeping only: a define function need not import by
@@ -240,7 +240,7 @@ class SpaceSearcher(Searcher):
         for repeated in range(MAX_DUPLICATES):
             if self.sampler_name == "grid" and not self._waiting_anchors():
                 return False  # every anchor asked (some screened out): the grid is done
-            with sampling_with(self.study, self._explorer.sampler_for(repeated)):
+            with one_ask(self.study, self._optuna_storage, self._explorer.sampler_for(repeated)):
                 trial = self.study.ask()
                 try:
                     params = self.space.suggest(trial)

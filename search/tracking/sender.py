@@ -42,7 +42,10 @@ def client(uri: str):
 
     # The sender retries by itself, in the background: a request that cannot get through should
     # say so in seconds, not keep the journal waiting through the client's own minutes of retries.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    # Nor does the client send a request twice: it would resend any, a POST included, whose
+    # answer timed out, and a create_run sent twice makes two runs (bench.scale at full size:
+    # an empty RUNNING run beside the trial's own).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     # The client prints a link per finished run to stdout: the search says where things are.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -57,6 +60,9 @@ class Sender:
         self.offset: int = state.get("offset", 0)
         self.experiment_id: str | None = state.get("experiment_id")
         self.ids: dict[str, str] = state.get("ids", {})
+        # A run whose create_run went unanswered, with its `find` tags: that request may still
+        # make a run after the retry made its own; checked when the run ends (`_delete_strays`).
+        self.unanswered: dict[str, dict[str, str]] = state.get("unanswered", {})
         self.down_since: float | None = None
         self.last_error = ""
         self._client = None
@@ -153,6 +159,8 @@ class Sender:
                 mlflow.update_run(run_id, status="RUNNING")
             else:
                 mlflow.set_terminated(run_id, entry["status"])
+                if ref in self.unanswered:
+                    self._delete_strays(mlflow, ref, run_id)
         elif op == "artifacts":
             staged = self.journal.directory / entry["dir"]
             if staged.exists():  # gone: delivered before the state file said so
@@ -175,20 +183,40 @@ class Sender:
         tags = dict(entry["tags"])
         if entry["parent"]:
             tags[PARENT_TAG] = self.ids[entry["parent"]]
-        found = mlflow.search_runs(
-            [self.experiment_id], max_results=1,
-            filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in entry["find"].items())
-        ) if entry["find"] else []
+        found = self._find(mlflow, entry["find"])
         if found:
             run_id = found[0].info.run_id
             _log_batch(mlflow, run_id, tags=tags)
             mlflow.update_run(run_id, status="RUNNING")
         else:
-            run_id = mlflow.create_run(self.experiment_id, run_name=entry["run_name"],
-                                       tags=tags).info.run_id
+            try:
+                run_id = mlflow.create_run(self.experiment_id, run_name=entry["run_name"],
+                                           tags=tags).info.run_id
+            except Exception:
+                if entry["find"]:  # made or not: MLflow's create has no idempotency key
+                    self.unanswered[entry["ref"]] = entry["find"]
+                    self._save()
+                raise
         if entry.get("optuna"):
             self._link_optuna(entry["optuna"], run_id)
         return run_id
+
+    def _find(self, mlflow, find: dict[str, str]) -> list:
+        """The runs with the tags `find`, oldest first (none when there are no tags)."""
+        return mlflow.search_runs(
+            [self.experiment_id], order_by=["attributes.start_time ASC"],
+            filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in find.items())
+        ) if find else []
+
+    def _delete_strays(self, mlflow, ref: str, run_id: str) -> None:
+        """Delete the runs a create_run left unanswered made beside `run_id` (each empty: the
+        sender writes to `run_id` alone). By the run's end that request has long been served."""
+        for stray in self._find(mlflow, self.unanswered[ref]):
+            if stray.info.run_id != run_id:
+                mlflow.delete_run(stray.info.run_id)
+                self._say(f"deleted run {stray.info.run_id}, a second run of {ref} made by a "
+                          "create_run whose answer was lost")
+        del self.unanswered[ref]
 
     def _link_optuna(self, link: dict[str, Any], run_id: str) -> None:
         """The run id on its Optuna trial (user attribute `mlflow_run_id.s<seed>`); a trial
@@ -215,7 +243,8 @@ class Sender:
         return self._client
 
     def _save(self) -> None:
-        state = {"offset": self.offset, "experiment_id": self.experiment_id, "ids": self.ids}
+        state = {"offset": self.offset, "experiment_id": self.experiment_id, "ids": self.ids,
+                 "unanswered": self.unanswered}
         temporary = self.state_path.with_suffix(".tmp")
         temporary.write_text(json.dumps(state))
         temporary.replace(self.state_path)  # never half-written

@@ -31,6 +31,6 @@ def test_script_prints_every_sampler_and_the_sqlite_paths(capsys):
     figures = parse_figures(capsys.readouterr().out)
     for name in ("tpe", "random", "cmaes"):
         assert float(figures[f"sampler_cost.{name}.n12_ms"][0]) > 0
-    for name in ("sqlite", "sqlite_wal"):
+    for name in ("sqlite", "sqlite_wal", "running64", "search_running64"):
         value, unit = figures[f"sampler_cost.tpe.{name}_n12_ms"]
         assert float(value) > 0 and unit == "ms"

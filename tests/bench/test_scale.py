@@ -27,5 +27,6 @@ def test_quick_scale_run_accounts_for_every_trial(tmp_path):
     # Each configuration's whole ask timed too, not only Optuna's `Study.ask` (TPE samples in
     # the space's suggest calls, after it).
     assert float(figures["optuna.configuration_ms_p50"]) > 0
+    assert float(figures["tune.wait_s_per_epoch"]) > 0  # read from Tune's records of results
     assert int(figures["scale.nodes_peak"]) >= 8  # the demand (32 GPUs) launched every node
     assert figures["scale.nodes_left_after_idle"] == "0"

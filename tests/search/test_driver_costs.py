@@ -1,6 +1,7 @@
 """What the driver no longer does per result or per trial at a cluster's size (bench.scale,
 BENCHMARKS.md "At cluster size (simulated)"): each failed before its fix."""
 
+import contextlib
 import json
 
 import mlflow
@@ -134,3 +135,54 @@ def test_the_study_commits_to_a_write_ahead_log(tmp_path):
         assert db.execute("pragma journal_mode").fetchone() == ("wal",)
     with storage.engine.connect() as connection:  # every connection of the driver's
         assert connection.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL
+
+
+def test_an_ask_reads_the_running_trials_once_and_draws_what_optunas_own_reads_draw(tmp_path):
+    """TPE's constant liar re-read every trial for each parameter it sampled, and Optuna's cache
+    re-read each RUNNING trial's values from the database every time: six reads per ask of
+    paper-rediscover. `one_ask` answers them from one read, and the draws are the same."""
+    import sqlite3
+    import zlib
+
+    import sqlalchemy
+
+    from search.study import OneReadPerAsk, make_sampler, one_ask, open_study, optuna_storage
+    from spaces import load_space
+
+    space = load_space("paper-rediscover", "small")
+    study, _ = open_study(f"sqlite:///{tmp_path / 'filled.db'}", "liar", make_sampler("tpe", 0),
+                          space)
+    for number in range(40):  # the anchors, then TPE's; the last 8 still running
+        trial = study.ask()
+        space.suggest(trial)
+        error = 0.3 + 0.01 * (zlib.crc32(str(trial.params).encode()) % 40)
+        for epoch in (1, 2, 3):
+            trial.report(error / epoch, epoch)
+        if number < 32:
+            study.tell(trial, error)
+
+    def asks(one_read: bool) -> tuple[list[dict], list[int]]:
+        path = tmp_path / f"{one_read}.db"
+        with sqlite3.connect(tmp_path / "filled.db") as filled, sqlite3.connect(path) as copy:
+            filled.backup(copy)  # its write-ahead log included
+        rdb = optuna_storage(f"sqlite:///{path}")
+        store = OneReadPerAsk(rdb) if one_read else rdb
+        again = optuna.load_study(study_name="liar", storage=store, sampler=make_sampler("tpe", 1))
+        reads = []
+        sqlalchemy.event.listen(rdb.engine, "before_cursor_execute", lambda *a: reads.append(
+            "FROM trial_intermediate_values WHERE trial_intermediate_values.trial_id IN"
+            in " ".join(a[2].split())))  # the unfinished trials' values, read together
+        drawn, per_ask = [], []
+        for _ in range(4):
+            reads.clear()
+            with one_ask(again, store, None) if one_read else contextlib.nullcontext():
+                trial = again.ask()
+                space.suggest(trial)
+            per_ask.append(sum(reads))
+            drawn.append(trial.params)
+        return drawn, per_ask
+
+    (own, own_reads), (once, once_reads) = asks(False), asks(True)
+    assert once == own
+    assert once_reads == [1, 1, 1, 1]
+    assert min(own_reads) > 1  # what it was: one read per parameter group
