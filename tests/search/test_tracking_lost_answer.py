@@ -6,7 +6,6 @@ proxy that holds the first create_run: its answer comes after the client's timeo
 import http.server
 import sqlite3
 import threading
-import time
 
 import pytest
 import requests
@@ -15,17 +14,20 @@ from search.tracking.journal import Journal
 from search.tracking.sender import Sender
 
 CREATE = "/api/2.0/mlflow/runs/create"
-TIMEOUT = 2  # seconds the client waits for an answer (MLFLOW_HTTP_REQUEST_TIMEOUT)
+TIMEOUT = 5  # seconds the client waits for an answer (MLFLOW_HTTP_REQUEST_TIMEOUT)
 
 
 class SlowCreate(http.server.ThreadingHTTPServer):
-    """Forwards every request to `upstream`; the first create_run is held `hold` seconds,
-    before it reaches the server ("before") or after, with its answer ("after")."""
+    """Forwards every request to `upstream`, and holds the first create_run until the sender
+    has tried again: its answer ("after": the run is made at once) or the request itself
+    ("before": it reaches the server after the retry's create), so each case runs the same
+    way however slow the machine."""
 
-    def __init__(self, upstream: str, hold: float, when: str):
+    def __init__(self, upstream: str, when: str):
         super().__init__(("127.0.0.1", 0), _Forward)
-        self.upstream, self.hold, self.when = upstream, hold, when
-        self.creates, self.held = 0, threading.Event()
+        self.upstream, self.when, self.creates = upstream, when, 0
+        self.asked_again, self.created_again = threading.Event(), threading.Event()
+        self.held = threading.Event()  # the first create has been answered
         self.uri = f"http://127.0.0.1:{self.server_address[1]}"
 
     def handle_error(self, request, client_address) -> None:
@@ -36,17 +38,22 @@ class _Forward(http.server.BaseHTTPRequestHandler):
     def _forward(self) -> None:
         server: SlowCreate = self.server
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        first = self.path.startswith(CREATE) and server.creates == 0
-        server.creates += self.path.startswith(CREATE)
+        create = self.path.startswith(CREATE)
+        first = create and server.creates == 0
+        server.creates += create
+        if server.creates and not first:
+            server.asked_again.set()
         if first and server.when == "before":
-            time.sleep(server.hold)
+            server.created_again.wait(60)
         answer = requests.request(self.command, server.upstream + self.path, data=body,
                                   headers={"Content-Type": self.headers.get("Content-Type",
                                                                             "application/json")})
         if first:
             if server.when == "after":
-                time.sleep(server.hold)
+                server.asked_again.wait(60)
             server.held.set()
+        elif create:
+            server.created_again.set()
         self.send_response(answer.status_code)
         self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(answer.content)))
@@ -65,7 +72,7 @@ def test_a_create_run_whose_answer_is_lost_leaves_one_run(tmp_path, mlflow_serve
     """"after": the run is made, its answer lost; the retry finds it. "before": the held
     request makes its run after the retry made another; that one is deleted when the run ends."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", str(TIMEOUT))
-    proxy = SlowCreate(mlflow_server.uri, hold=3 * TIMEOUT, when=when)
+    proxy = SlowCreate(mlflow_server.uri, when)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     journal = Journal(tmp_path / "search")
     journal.experiment("lost", str(tmp_path / "artifacts"), {})
