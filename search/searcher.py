@@ -248,9 +248,9 @@ class SpaceSearcher(Searcher):
                 except SpaceError:  # a space that passed `check` but fails on a rare branch
                     self.study.tell(trial, state=TrialState.FAIL)
                     raise
-            if key in self.keys:
-                answer_duplicate(self.study, trial, self.keys[key])
-                continue
+                if key in self.keys:  # answered from the ask's read of the study
+                    answer_duplicate(self.study, trial, self.keys[key])
+                    continue
             if self.screen and self._screened_out(trial, params, key):
                 continue
             self._explorer.found(repeated)

@@ -186,3 +186,34 @@ def test_an_ask_reads_the_running_trials_once_and_draws_what_optunas_own_reads_d
     assert once == own
     assert once_reads == [1, 1, 1, 1]
     assert min(own_reads) > 1  # what it was: one read per parameter group
+
+
+def test_a_configuration_asked_again_is_answered_from_the_asks_own_read(tmp_path):
+    """TPE often proposes a configuration already running (bench.scale: 296 asks for 100
+    configurations); each repeat is answered from the read its ask made, not a second one."""
+    import sqlalchemy
+    from ray.tune.search import Searcher
+
+    from search.searcher import SpaceSearcher
+    from search.trial import TrialContext
+    from spaces import SearchSpace
+
+    space = SearchSpace("two", lambda t: t.suggest_categorical("shortcut", ["identity", "conv1x1"])
+                        and None, fixed={"activation": "original"})
+    searcher = SpaceSearcher(space, "smoke", f"sqlite:///{tmp_path / 'optuna.db'}", "again",
+                             context=TrialContext(work_root=str(tmp_path)), configurations=3)
+    while len(searcher.groups) < 2:  # both configurations running, then only repeats are left
+        assert searcher.suggest(f"t{len(searcher.live)}") is not None
+    statements = []
+    listen = (sqlalchemy.engine.Engine, "before_cursor_execute",
+              lambda *a: statements.append(" ".join(a[2].split())))
+    sqlalchemy.event.listen(*listen)
+    try:
+        assert searcher.suggest("t-last") is Searcher.FINISHED  # exhausted after 100 repeats
+    finally:
+        sqlalchemy.event.remove(*listen)
+    asks = sum(s.startswith("INSERT INTO trials ") for s in statements)
+    reads = sum("FROM trial_intermediate_values WHERE trial_intermediate_values.trial_id IN" in s
+                for s in statements)
+    assert asks == 100
+    assert reads == asks  # one per ask, its repeat's answer included (two each before)
