@@ -192,8 +192,10 @@ class Sender:
             try:
                 run_id = mlflow.create_run(self.experiment_id, run_name=entry["run_name"],
                                            tags=tags).info.run_id
-            except Exception:
-                if entry["find"]:  # made or not: MLflow's create has no idempotency key
+            except Exception as error:
+                # Unanswered, made or not (a refusal made nothing): MLflow's create has no
+                # idempotency key.
+                if entry["find"] and not _refused_for_good(error):
                     self.unanswered[entry["ref"]] = entry["find"]
                     self._save()
                 raise

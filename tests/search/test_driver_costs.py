@@ -12,6 +12,11 @@ from search.tracking.sender import Sender
 from search.trial.contract import LEARNING_CURVE, METRICS
 from search.tune_fixes import snapshot_period
 
+RUNNING_TRIALS_READ = ("FROM trial_intermediate_values WHERE "
+                       "trial_intermediate_values.trial_id IN")
+"""In a statement (whitespace collapsed): Optuna's cache reading its unfinished trials' values,
+together (one trial alone is read with `? = trial_id`)."""
+
 
 def test_the_experiment_state_period_grows_with_its_write_time(monkeypatch):
     """A second between snapshots while writing one is quick; 19 times the write once it is
@@ -170,8 +175,7 @@ def test_an_ask_reads_the_running_trials_once_and_draws_what_optunas_own_reads_d
         again = optuna.load_study(study_name="liar", storage=store, sampler=make_sampler("tpe", 1))
         reads = []
         sqlalchemy.event.listen(rdb.engine, "before_cursor_execute", lambda *a: reads.append(
-            "FROM trial_intermediate_values WHERE trial_intermediate_values.trial_id IN"
-            in " ".join(a[2].split())))  # the unfinished trials' values, read together
+            RUNNING_TRIALS_READ in " ".join(a[2].split())))
         drawn, per_ask = [], []
         for _ in range(4):
             reads.clear()
@@ -213,7 +217,6 @@ def test_a_configuration_asked_again_is_answered_from_the_asks_own_read(tmp_path
     finally:
         sqlalchemy.event.remove(*listen)
     asks = sum(s.startswith("INSERT INTO trials ") for s in statements)
-    reads = sum("FROM trial_intermediate_values WHERE trial_intermediate_values.trial_id IN" in s
-                for s in statements)
+    reads = sum(RUNNING_TRIALS_READ in s for s in statements)
     assert asks == 100
     assert reads == asks  # one per ask, its repeat's answer included (two each before)
