@@ -20,6 +20,11 @@ The figures (`name: value unit`):
     scale.wall_over_min     wall time from the driver's start to its exit, over the theoretical
                             minimum: the simulated epochs actually run x their seconds /
                             concurrency (Ray's release test allows 1.28; the target is 1.15)
+    scale.ramp_s, scale.running_over_min, scale.end_s  the wall in three: from the driver's
+                            start to the first epoch (nodes and workers starting), from there
+                            to the last result (over the minimum), and on to the driver's exit;
+    scale.slots_held_mean, scale.hold_over_epochs  while trials ran: slots held on average
+                            (of `concurrency`), and a trial's slot time over its epochs' time
     driver.cpu_ms_per_result  the driver's CPU (all threads) per reported result, and
     driver.busy_share_256     what it means on 256 GPUs, one trial each, 25-second epochs;
     driver.main_cpu_seconds, driver.sender_cpu_seconds  of that CPU, Tune's loop (searcher,
@@ -117,7 +122,7 @@ class Driver:
             else:
                 earlier.unlink()
         log = (self.work / f"driver-{len(self.runs)}.log").open("w")
-        self.runs.append({"start": time.monotonic(), "log": log.name})
+        self.runs.append({"start": time.monotonic(), "started_at": time.time(), "log": log.name})
         self.process = subprocess.Popen(self.command, cwd=self.work, env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -196,7 +201,7 @@ def _follow(args, cluster: SimulatedCluster, driver: Driver, events: list[str]) 
             events.append(f"SIGKILLed the driver at {done_trials(driver)}/{total} "
                           "trial-seeds; ran the same command again")
             driver.start()
-    driver.runs[-1]["end"] = time.monotonic()
+    driver.runs[-1]["end"], driver.runs[-1]["ended_at"] = time.monotonic(), time.time()
 
 
 class NodeCounter(threading.Thread):
@@ -212,7 +217,8 @@ class NodeCounter(threading.Thread):
             time.sleep(1)
 
 
-def report(args, wall: float, stats: dict, audit: Audit, results: Path) -> None:
+def report(args, wall: float, driver_span: tuple[float, float], stats: dict, audit: Audit,
+           results: Path) -> None:
     minimum = audit.epochs * args.epoch_seconds / args.concurrency
     figure("scale.trial_seeds", audit.trial_seeds)
     figure("audit.at_budget", audit.at_budget, "(ok or diverged at the full budget)")
@@ -221,6 +227,7 @@ def report(args, wall: float, stats: dict, audit: Audit, results: Path) -> None:
     figure("scale.wall", wall, "s")
     figure("scale.theoretical_min", minimum, "s")
     figure("scale.wall_over_min", wall / minimum)
+    phases(minimum, driver_span, results / "ray" / NAME)
     figure("driver.results", stats["results"])
     per_result = stats["cpu_seconds"] / max(stats["results"], 1)
     figure("driver.cpu_seconds", stats["cpu_seconds"], "s")
@@ -256,17 +263,46 @@ def report(args, wall: float, stats: dict, audit: Audit, results: Path) -> None:
         note(f"problem: {problem}")
 
 
+def trial_results(experiment: Path) -> list[list[dict]]:
+    """Each trial's results as Tune recorded them (result.json), a restored trial's included."""
+    trials = []
+    for path in experiment.glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            trials.append(rows)
+    return trials
+
+
 def wait_per_epoch(experiment: Path) -> float:
     """The mean time a trial waited on the driver between two of its epochs, from Tune's own
     records of its results (`tune.wait_s_per_epoch`)."""
     waited = waits = 0
-    for path in experiment.glob("*/result.json"):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for rows in trial_results(experiment):
         if len(rows) > 1:
             inside = sum(row["time_this_iter_s"] for row in rows[1:])
             waited += rows[-1]["timestamp"] - rows[0]["timestamp"] - inside
             waits += len(rows) - 1
     return waited / max(waits, 1)
+
+
+def phases(minimum: float, driver_span: tuple[float, float], experiment: Path) -> None:
+    """Where the wall went beyond the minimum, from Tune's results (whole-second timestamps):
+    the ramp until the first trial's first epoch began (the autoscaler's nodes and the trials'
+    workers starting on this machine's cores); while trials ran, how many slots were held on
+    average and how much longer a trial held its slot than its epochs took; the end, from the
+    last result to the driver's exit (the report)."""
+    trials = trial_results(experiment)
+    starts = [rows[0]["timestamp"] - rows[0]["time_this_iter_s"] for rows in trials]
+    ends = [rows[-1]["timestamp"] for rows in trials]
+    first, last = min(starts), max(ends)
+    held = sum(end - start for start, end in zip(starts, ends))
+    inside = sum(row["time_this_iter_s"] for rows in trials for row in rows)
+    figure("scale.ramp_s", first - driver_span[0], "s (driver start to the first epoch)")
+    figure("scale.running_over_min", (last - first) / minimum,
+           "(first epoch's start to last result, over the minimum)")
+    figure("scale.slots_held_mean", held / (last - first), "(trials running, on average)")
+    figure("scale.hold_over_epochs", held / inside, "(a trial's slot time over its epochs')")
+    figure("scale.end_s", driver_span[1] - last, "s (last result to the driver's exit)")
 
 
 def report_cpu(census: CpuCensus, seconds: dict[str, float]) -> None:
@@ -305,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             note(event)
         audit = Audit.of(work / "results", NAME, storage, work / "mlflow" / "server.db",
                          args.seeds, BUDGET)
-        report(args, wall, driver.stats(), audit, work / "results")
+        span = (driver.runs[0]["started_at"], driver.runs[-1]["ended_at"])
+        report(args, wall, span, driver.stats(), audit, work / "results")
         report_cpu(census, cpu)
         figure("scale.nodes_peak", nodes.peak)
         idle = time.monotonic()

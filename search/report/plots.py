@@ -19,6 +19,12 @@ DPI = 100
 FAIL_COLOUR = "#c0392b"
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
+ROWS_DRAWN = 40
+"""The error plot's rows at most (the best, and the paper's rows beyond them): a search of
+500 configurations drew a figure 19,150 pixels tall. ranking.csv has every one."""
+CURVES_NAMED = 2 * len(COLOURS)
+"""Learning curves with a colour (solid, then dashed) and a legend entry; the rest grey."""
+OTHER_COLOUR = "#bbbbbb"
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
@@ -31,8 +37,9 @@ def error_plot(ranking: pd.DataFrame, path: Path, paper_marks: dict[str, str] | 
                threshold: float | None = None) -> Path:
     """Error by configuration, best first: mean validation error with its 95% interval over
     seeds, mean test error beside it; the paper's place for each row it measures on the right.
-    `ranking` is ranking.csv's frame; `paper_marks` maps configuration_key to a short mark."""
-    rows = ranking.reset_index(drop=True)
+    `ranking` is ranking.csv's frame; `paper_marks` maps configuration_key to a short mark.
+    Beyond ROWS_DRAWN rows, the best ROWS_DRAWN and the paper's rows are drawn."""
+    rows = shown_rows(ranking, paper_marks or {})
     n = len(rows)
     fig = Figure(figsize=(10, 1.5 + 0.38 * max(n, 2)))
     ax = fig.add_subplot()
@@ -59,7 +66,10 @@ def error_plot(ranking: pd.DataFrame, path: Path, paper_marks: dict[str, str] | 
             if mark:
                 ax.annotate(mark, (1.01, yy), xycoords=("axes fraction", "data"), fontsize=8,
                             va="center", color="#555555", annotation_clip=False)
-    ax.set_xlabel("error (%)")
+    ax.set_xlabel("error (%)" if n == len(ranking) else
+                  f"error (%): the best {ROWS_DRAWN} of {len(ranking)} configurations"
+                  + (", then the paper's rows" if n > ROWS_DRAWN else "")
+                  + "; every one in ranking.csv")
     ax.set_ylim(-0.7, n - 0.3)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3,
@@ -67,26 +77,39 @@ def error_plot(ranking: pd.DataFrame, path: Path, paper_marks: dict[str, str] | 
     return save_figure(fig, path)
 
 
+def shown_rows(ranking: pd.DataFrame, paper_marks: dict[str, str]) -> pd.DataFrame:
+    """The error plot's rows, best first: every row up to ROWS_DRAWN; beyond, the best
+    ROWS_DRAWN and the rows the paper marks."""
+    rows = ranking.reset_index(drop=True)
+    keep = (rows.index < ROWS_DRAWN) | rows["configuration_key"].isin(list(paper_marks))
+    return rows[keep].reset_index(drop=True)
+
+
 def curve_plot(curves: dict[str, list[float]], path: Path,
                replay: ReplayResult | None = None, highlight: str | None = None) -> Path:
+    return save_figure(curve_figure(curves, replay, highlight), path)
+
+
+def curve_figure(curves: dict[str, list[float]], replay: ReplayResult | None = None,
+                 highlight: str | None = None) -> Figure:
     """Every configuration's learning curve (median validation error over seeds per epoch),
-    overlaid; a cross where ASHA, replayed, would have stopped it."""
+    overlaid; a cross where ASHA, replayed, would have stopped it. `curves` in rank order:
+    the first CURVES_NAMED (and `highlight`) in colour and in the legend, the rest grey."""
     fig = Figure(figsize=(10, 5))
     ax = fig.add_subplot()
-    for i, (name, curve) in enumerate(curves.items()):
-        values = 100 * np.asarray(curve, dtype=float)
-        epochs = np.arange(1, len(values) + 1)
-        # The validated epochs only (`--validate-every`), joined; a dot on each when sparse.
-        measured = np.isfinite(values)
+    named = [name for i, name in enumerate(curves) if i < CURVES_NAMED or name == highlight]
+    others = [name for name in curves if name not in named]
+    for name in others:  # first, so that the named curves are drawn over them
+        _draw_curve(ax, curves[name], replay.asynchronous.get(name) if replay else None,
+                    color=OTHER_COLOUR, linewidth=0.8, alpha=0.6)
+    for i, name in enumerate(named):
         bold = name == highlight
-        colour = COLOURS[i % len(COLOURS)]
-        style = "-" if i < len(COLOURS) else "--"
-        ax.plot(epochs[measured], values[measured], style, color=colour,
-                linewidth=2.6 if bold else 1.2, marker=None if measured.all() else ".",
-                label=name + (" (winner)" if bold else ""), alpha=1 if bold else 0.85)
-        stop = replay.asynchronous.get(name) if replay else None
-        if stop is not None and stop <= len(values):
-            ax.plot([stop], [values[stop - 1]], "x", color=colour, markersize=9, mew=2)
+        _draw_curve(ax, curves[name], replay.asynchronous.get(name) if replay else None,
+                    color=COLOURS[i % len(COLOURS)], linestyle="-" if i < len(COLOURS) else "--",
+                    linewidth=2.6 if bold else 1.2, alpha=1 if bold else 0.85,
+                    label=name + (" (winner)" if bold else ""))
+    if others:
+        ax.plot([], [], color=OTHER_COLOUR, label=f"{len(others)} more configurations")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("validation error (%), median over seeds")
@@ -95,7 +118,19 @@ def curve_plot(curves: dict[str, list[float]], path: Path,
         ax.set_title(f"x: where ASHA (grace {replay.grace_period}, reduction factor "
                      f"{replay.reduction_factor:g}) would stop it", fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return save_figure(fig, path)
+    return fig
+
+
+def _draw_curve(ax, curve: list[float], stop: int | None, **style) -> None:
+    """One curve, its validated epochs only (`--validate-every`) joined, a dot on each when
+    sparse; a cross at `stop`."""
+    values = 100 * np.asarray(curve, dtype=float)
+    epochs = np.arange(1, len(values) + 1)
+    measured = np.isfinite(values)
+    ax.plot(epochs[measured], values[measured], marker=None if measured.all() else ".",
+            **style)
+    if stop is not None and stop <= len(values):
+        ax.plot([stop], [values[stop - 1]], "x", color=style["color"], markersize=9, mew=2)
 
 
 def axis_plot(frame: pd.DataFrame, path: Path, objective: str = "objective",

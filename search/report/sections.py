@@ -24,7 +24,14 @@ from .display import formatted, importance_display, propagation_display, ranking
 from .importance import load_study_frame, parameter_importance
 from .load import SearchRecord
 from .paper import TauResult
-from .plots import axis_plot, curve_plot, error_plot, importance_plot, propagation_plot
+from .plots import (
+    CURVES_NAMED,
+    axis_plot,
+    curve_plot,
+    error_plot,
+    importance_plot,
+    propagation_plot,
+)
 from .render import Section
 from .replay import (
     ReplayResult,
@@ -198,7 +205,8 @@ def found_section(parts: Parts, replay: ReplayResult | None,
         parts.plot(section, "curves",
                    curve_plot(curves, parts.figures / "curves.png", replay, highlight=top),
                    "Learning curves of every configuration: median "
-                   "validation error over seeds per epoch; the winner drawn thick.")
+                   "validation error over seeds per epoch; the winner drawn thick, "
+                   f"past the best {CURVES_NAMED} in grey.")
     frame, source = load_study_frame(record, optuna_storage)
     importance = parameter_importance(frame)
     parts.tables["importance"] = importance

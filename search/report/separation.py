@@ -134,7 +134,13 @@ def by_seed(config: Configuration, metric: str = "val_error") -> dict[int, float
 
 
 def percent_level(level: float) -> str:
-    return f"{100 * level:.3g}%"
+    """95%, 98.3%, 99.975%: as many digits as it takes not to round a Bonferroni level over
+    many comparisons up to an impossible 100%."""
+    for digits in range(3, 16):
+        text = f"{100 * level:.{digits}g}"
+        if float(text) < 100 or level >= 1:
+            return text + "%"
+    return text + "%"
 
 
 def how_compared(table: pd.DataFrame, values: Mapping[object, Mapping]) -> str:
@@ -213,8 +219,9 @@ def winner_table(record: SearchRecord) -> pd.DataFrame:
     return compare_to_best({c.key: by_seed(c) for c in comparable(record)})
 
 
-def names_of(labels: list[str], limit: int = 6) -> str:
-    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
+def names_of(labels: list[str], limit: int = 6, where: str = "") -> str:
+    """The first `limit` labels, and how many more (" (where)" after that count)."""
+    more = f" and {len(labels) - limit} more{where}" if len(labels) > limit else ""
     return ", ".join(labels[:limit]) + more
 
 

@@ -45,6 +45,8 @@ from .separation import (
 # Re-exported (search.report, trend.py and paper.py read them here); their home is separation.py.
 __all__ = ["Difference", "comparable", "difference", "seeds_needed"]
 
+WINNERS_NAMED = 12
+"""The winner set's members named in its line; a search of 1,000 trial-seeds had 202."""
 PLACEMENT_NAMES = {"original": "the original unit", "bn_after_add": "BN after addition",
                    "relu_before_add": "ReLU before addition",
                    "relu_preact": "ReLU-only pre-activation",
@@ -117,7 +119,8 @@ def winner_line(record: SearchRecord) -> str:
     winners = winner_set(table.reset_index(drop=True))
     behind = [configs[k].label for k in table.index if table.at[k, "status"] == "behind"]
     text = (f"Winner set {at} (not separated from the best, {how_compared(table, values)}): "
-            + ", ".join(said[k] for k in winners) + (" alone" if len(winners) == 1 else ""))
+            + names_of([said[k] for k in winners], WINNERS_NAMED, " (ranking.csv)")
+            + (" alone" if len(winners) == 1 else ""))
     if behind:
         text += f"; separated behind: {names_of(behind)}"
     if single:

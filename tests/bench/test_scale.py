@@ -30,3 +30,11 @@ def test_quick_scale_run_accounts_for_every_trial(tmp_path):
     assert float(figures["tune.wait_s_per_epoch"]) > 0  # read from Tune's records of results
     assert int(figures["scale.nodes_peak"]) >= 8  # the demand (32 GPUs) launched every node
     assert figures["scale.nodes_left_after_idle"] == "0"
+    # The wall's phases add up to it: the ramp, the trials' span, the end (the driver's clock
+    # against Tune's whole-second timestamps: within 2 s).
+    minimum = float(figures["scale.theoretical_min"])
+    phases = (float(figures["scale.ramp_s"]) + float(figures["scale.end_s"])
+              + float(figures["scale.running_over_min"]) * minimum)
+    assert abs(phases - float(figures["scale.wall"])) < 2
+    assert 0 < float(figures["scale.slots_held_mean"]) <= 32
+    assert float(figures["scale.hold_over_epochs"]) >= 0.9

@@ -18,7 +18,13 @@ from search.report.load import Configuration, Run, SearchRecord
 from search.report.mechanism import direct_share, mechanism_lines, share_class
 from search.report.separation import by_seed, margin, winner_table
 from search.report.trend import depth_trend, trend_lines
-from search.report.verdict import margin_lines, placements_line, shortcuts_line, winner_line
+from search.report.verdict import (
+    WINNERS_NAMED,
+    margin_lines,
+    placements_line,
+    shortcuts_line,
+    winner_line,
+)
 
 BUDGET = 3
 IDENTITY_SHARES = [0.5, 0.5, 0.5, 0.707, 0.707, 1.0]
@@ -318,3 +324,12 @@ def test_the_winner_table_is_compare_to_best_over_comparable_configurations():
                config("c", seeds(1.0, 1.1), activation="relu_preact", full_budget=False))
     expected = compare_to_best({"a": seeds(5.0, 5.1), "b": seeds(6.0, 6.2)})
     pd.testing.assert_frame_equal(winner_table(r), expected)
+
+
+def test_a_large_winner_set_names_its_best_members_and_counts_the_rest():
+    tied = [config(f"T{i:02d}", seeds(5.0 + 0.01 * i, 5.5, 5.2), depth=20 + i)
+            for i in range(WINNERS_NAMED + 8)]
+    line = winner_line(record(*tied))
+    assert "T00 (5.23%), T01 (5.24%)" in line
+    assert f"T{WINNERS_NAMED - 1:02d}" in line and f"T{WINNERS_NAMED:02d}" not in line
+    assert line.endswith(" and 8 more (ranking.csv).")
