@@ -136,6 +136,14 @@ def test_the_report_path_imports_no_torch():
     assert not {"torch", "ray", "mlflow"} & loaded
 
 
+def test_the_driver_imports_torch_only_to_stage_data():
+    """A simulated search's driver never trains or stages data: torch (about 1.5 s of imports,
+    several seconds beside a cluster's workers) stays out of its start."""
+    loaded = _modules_after_import("import search.cli.commands, search.tuner")
+    assert {"search.searcher", "search.tracking.tracker", "ray"} <= loaded
+    assert "torch" not in loaded
+
+
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 80
 
 

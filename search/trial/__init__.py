@@ -34,6 +34,7 @@ from .contract import (
     configuration_key,
     plan_from_dict,
     plan_to_dict,
+    read_metrics,
     run_key,
 )
 from .device import DeviceError, choose_device
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
         TrialDirError,
         checkpoint_epoch,
         load_propagation,
-        read_metrics,
     )
     from .loop import PHASES, TrialPhases, run_trial
     from .plots import render_trial_plots
@@ -55,7 +55,7 @@ _LAZY = {
     "DataError": "data", "DataOptions": "data", "Splits": "data", "load_data": "data",
     "load_trial_data": "data", "TrialDir": "directory", "TrialDirError": "directory",
     "checkpoint_epoch": "directory", "load_propagation": "directory",
-    "read_metrics": "directory", "PHASES": "loop", "TrialPhases": "loop", "run_trial": "loop",
+    "PHASES": "loop", "TrialPhases": "loop", "run_trial": "loop",
     "render_trial_plots": "plots",
 }
 """Names that need torch (or numpy's data stack), and the module that defines each."""

@@ -6,9 +6,9 @@ trainable, the MLflow tracker, the progress lines, the tuner, `resnet-search tra
 report. `from_dict` is the one place where a missing key gets its default and a bad value
 becomes a one-line `TrialConfigError`.
 
-Also here, for the same readers: `run_key` (the name of a seed run's directory and MLflow run)
-and the names of a trial directory's files. No torch, Ray or MLflow: the report and the command
-line read this module in a fraction of a second.
+Also here, for the same readers: `run_key` (the name of a seed run's directory and MLflow run),
+the names of a trial directory's files and the reader of its metrics. No torch, Ray or MLflow:
+the report, the command line and the driver read this module in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,21 @@ PLAN = "plan.json"
 LEARNING_CURVE = "learning_curve.png"
 PROPAGATION_PLOT = "propagation.png"
 TRIAL_FILES = (CHECKPOINT, METRICS, PROPAGATION, RESULT, PLAN, LEARNING_CURVE, PROPAGATION_PLOT)
+
+
+def read_metrics(out: str | Path) -> list[dict[str, Any]]:
+    """Every epoch's metrics a trial directory holds (none if it has no metrics file)."""
+    path = Path(out) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Temp file + rename: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
 
 
 class TrialConfigError(ValueError):

@@ -36,6 +36,7 @@ from .contract import (
     RESULT,
     TRIAL_FILES,
     plan_to_dict,
+    write_json,
 )
 from .result import TrialResult
 
@@ -174,21 +175,6 @@ def checkpoint_epoch(out: str | Path) -> int:
 def load_propagation(out: str | Path) -> dict[int, PropagationProfile]:
     """The propagation profiles a trial wrote, by epoch (0 = initialisation)."""
     return TrialDir(out).propagation()
-
-
-def read_metrics(out: str | Path) -> list[dict[str, Any]]:
-    """Every epoch's metrics a trial directory holds (none if it has no metrics file)."""
-    path = Path(out) / METRICS
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Temp file + rename: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def _rng_state(batch_order: torch.Generator, device: torch.device) -> dict[str, Any]:

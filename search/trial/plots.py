@@ -6,8 +6,8 @@ from pathlib import Path
 
 from residual.propagation import plot_propagation
 
-from .contract import LEARNING_CURVE, PROPAGATION, PROPAGATION_PLOT
-from .directory import load_propagation, read_metrics
+from .contract import LEARNING_CURVE, PROPAGATION, PROPAGATION_PLOT, read_metrics
+from .directory import load_propagation
 
 
 def render_trial_plots(trial_dir: str | Path) -> list[Path]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,15 @@ from typing import Any
 
 from spaces import Recipe, TrialPlan
 
-from .contract import METRICS, PLAN, RESULT, TrialConfig, plan_to_dict
+from .contract import (
+    METRICS,
+    PLAN,
+    RESULT,
+    TrialConfig,
+    plan_to_dict,
+    read_metrics,
+    write_json,
+)
 from .curve_model import Curve, curve
 from .result import TrialResult
 
@@ -79,7 +86,7 @@ def run_simulated_trial(trial: TrialConfig, report: Reporter | None = None,
     start = simulated_checkpoint_epoch(work)
     history = _history(work, upto=start)
     if not start:
-        _write_json(work / PLAN, {**plan_to_dict(plan), "data": f"{DATA_LABEL}: the "
+        write_json(work / PLAN, {**plan_to_dict(plan), "data": f"{DATA_LABEL}: the "
                                   "learning-curve model of search/trial/curve_model.py"})
     model = curve(plan.net, epochs, plan.recipe.val_size, trial.configuration_key, plan.seed)
     result = TrialResult("ok", len(history), history[-1] if history else {}, "", history)
@@ -93,7 +100,7 @@ def run_simulated_trial(trial: TrialConfig, report: Reporter | None = None,
         history.append(metrics)
         with open(work / METRICS, "a") as f:  # the records first, the checkpoint last
             f.write(json.dumps(metrics) + "\n")
-        _write_json(work / SIMULATED_CHECKPOINT, {"epoch": epoch})
+        write_json(work / SIMULATED_CHECKPOINT, {"epoch": epoch})
         result = TrialResult(metrics["outcome"], epoch, metrics, "", history)
         if final:  # before the last report: a scheduler may end the process right after it
             write_result(work, result)
@@ -138,7 +145,7 @@ def simulated_checkpoint_epoch(directory: str | Path) -> int:
 
 
 def write_result(directory: Path, result: TrialResult) -> None:
-    _write_json(directory / RESULT, {"outcome": result.outcome, "reason": result.reason,
+    write_json(directory / RESULT, {"outcome": result.outcome, "reason": result.reason,
                                      "epochs": result.epochs, "metrics": result.metrics})
 
 
@@ -151,18 +158,8 @@ def read_result(directory: Path) -> TrialResult:
 def _history(directory: Path, upto: int) -> list[dict[str, Any]]:
     """The metrics of epochs 1..upto; later lines (written after the checkpoint) are dropped
     from the file too."""
-    path = directory / METRICS
-    if not path.exists():
-        return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = read_metrics(directory)
     kept = [m for m in lines if m["epoch"] <= upto]
     if len(kept) != len(lines):
-        path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+        (directory / METRICS).write_text("".join(json.dumps(m) + "\n" for m in kept))
     return kept
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Temp file + rename: a reader sees the old file or the new one, never half of one."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=1))
-    os.replace(temporary, path)
