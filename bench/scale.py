@@ -23,6 +23,9 @@ The figures (`name: value unit`):
     scale.ramp_s, scale.running_over_min, scale.end_s  the wall in three: from the driver's
                             start to the first epoch (nodes and workers starting), from there
                             to the last result (over the minimum), and on to the driver's exit;
+    scale.nodes_ready_s, scale.from_nodes_ready_over_min  when the nodes the search needs
+                            (concurrency / 4 GPUs) first ran their raylets, and the wall from
+                            then over the minimum: Ray's own bar starts with its cluster up
     scale.slots_held_mean, scale.hold_over_epochs  while trials ran: slots held on average
                             (of `concurrency`), and a trial's slot time over its epochs' time
     driver.cpu_ms_per_result  the driver's CPU (all threads) per reported result, and
@@ -55,6 +58,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -205,21 +209,31 @@ def _follow(args, cluster: SimulatedCluster, driver: Driver, events: list[str]) 
 
 
 class NodeCounter(threading.Thread):
-    """The most worker nodes up at once, sampled every second."""
+    """The most worker nodes up at once, and when `needed` of them first ran their raylets
+    (`ready_at`, monotonic), sampled every second."""
 
-    def __init__(self, cluster: SimulatedCluster):
+    def __init__(self, cluster: SimulatedCluster, needed: int):
         super().__init__(daemon=True)
-        self.cluster, self.peak, self.running = cluster, 0, True
+        self.cluster, self.needed, self.peak, self.running = cluster, needed, 0, True
+        self.ready_at: float | None = None
 
     def run(self) -> None:
         while self.running:
-            self.peak = max(self.peak, len(self.cluster.live_nodes()))
+            live = len(self.cluster.live_nodes())
+            self.peak = max(self.peak, live)
+            if self.ready_at is None and live >= self.needed:
+                self.ready_at = time.monotonic()
             time.sleep(1)
+
+
+def theoretical_min(args, audit: Audit) -> float:
+    """The simulated epochs actually run x their seconds / concurrency."""
+    return audit.epochs * args.epoch_seconds / args.concurrency
 
 
 def report(args, wall: float, driver_span: tuple[float, float], stats: dict, audit: Audit,
            results: Path) -> None:
-    minimum = audit.epochs * args.epoch_seconds / args.concurrency
+    minimum = theoretical_min(args, audit)
     figure("scale.trial_seeds", audit.trial_seeds)
     figure("audit.at_budget", audit.at_budget, "(ok or diverged at the full budget)")
     figure("audit.asha_stopped", audit.asha_stopped, "(stopped by ASHA before it)")
@@ -331,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             env["RESNET_SEARCH_PROFILE"] = str(work / "driver.prof")
         driver = Driver(driver_command(args, cluster.address, uri, storage, work), work, env)
-        nodes, census = NodeCounter(cluster), CpuCensus()
+        nodes = NodeCounter(cluster, math.ceil(args.concurrency / GPUS_PER_NODE))
+        census = CpuCensus()
         nodes.start()
         census.start()
         wall, events = run_search(args, cluster, driver)
@@ -345,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         report(args, wall, span, driver.stats(), audit, work / "results")
         report_cpu(census, cpu)
         figure("scale.nodes_peak", nodes.peak)
+        if nodes.ready_at is not None:  # Ray's own bar starts with its cluster up
+            ready = nodes.ready_at - driver.runs[0]["start"]
+            figure("scale.nodes_ready_s", ready, f"s (driver start to {nodes.needed} nodes up)")
+            figure("scale.from_nodes_ready_over_min",
+                   (wall - max(ready, 0)) / theoretical_min(args, audit))
         idle = time.monotonic()
         while cluster.live_nodes() and time.monotonic() - idle < 120:
             time.sleep(1)
