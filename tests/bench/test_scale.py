@@ -38,7 +38,7 @@ def test_quick_scale_run_accounts_for_every_trial(tmp_path):
     assert abs(phases - float(figures["scale.wall"])) < 2
     assert 0 < float(figures["scale.slots_held_mean"]) <= 32
     assert float(figures["scale.hold_over_epochs"]) >= 0.9
-    # The 8 nodes the demand needs came up after the driver started (they launch for it) and
-    # before the first epoch (the nodes sampled each second: 3 s of slack).
-    assert 0 < float(figures["scale.nodes_ready_s"]) < float(figures["scale.ramp_s"]) + 3
+    # The 8 nodes the demand needs came up after the driver started: they launch for it (the
+    # first epochs may start on the first of them, before the last is up).
+    assert 0 < float(figures["scale.nodes_ready_s"]) < float(figures["scale.wall"])
     assert float(figures["scale.from_nodes_ready_over_min"]) < float(figures["scale.wall_over_min"])
