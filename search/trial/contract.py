@@ -7,8 +7,9 @@ report. `from_dict` is the one place where a missing key gets its default and a 
 becomes a one-line `TrialConfigError`.
 
 Also here, for the same readers: `run_key` (the name of a seed run's directory and MLflow run),
-the names of a trial directory's files and the reader of its metrics. No torch, Ray or MLflow:
-the report, the command line and the driver read this module in a fraction of a second.
+the names of a trial directory's files, the reader of its metrics and the atomic JSON write its
+records use. No torch, Ray or MLflow: the report, the command line and the driver read this
+module in a fraction of a second.
 """
 
 from __future__ import annotations
