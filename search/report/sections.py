@@ -43,6 +43,7 @@ from .replay import (
     rungs,
     screen,
 )
+from .separation import best_of
 from .trend import depth_trend, loss_plot, trend_lines, trend_plot
 from .why import propagation_table
 
@@ -201,7 +202,7 @@ def found_section(parts: Parts, replay: ReplayResult | None,
     section = Section("What the search found")
     curves = _median_curves(record)
     if curves:
-        top = min(record.configurations, key=lambda c: c.rank).label
+        top = (best_of(record) or min(record.configurations, key=lambda c: c.rank)).label
         parts.plot(section, "curves",
                    curve_plot(curves, parts.figures / "curves.png", replay, highlight=top),
                    "Learning curves of every configuration: median "

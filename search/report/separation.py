@@ -219,6 +219,17 @@ def winner_table(record: SearchRecord) -> pd.DataFrame:
     return compare_to_best({c.key: by_seed(c) for c in comparable(record)})
 
 
+def best_of(record: SearchRecord) -> Configuration | None:
+    """The configuration the verdict calls best (`winner_table`'s first): the lowest mean of
+    those with two seeds or more at the budget, a one-seed one only when none has two. Not
+    always rank 1: under ASHA a configuration whose other seed was stopped can rank first on
+    its one seed. None when no configuration is comparable."""
+    table = winner_table(record)
+    if table.empty:
+        return None
+    return {c.key: c for c in comparable(record)}[table["key"].iloc[0]]
+
+
 def names_of(labels: list[str], limit: int = 6, where: str = "") -> str:
     """The first `limit` labels, and how many more (" (where)" after that count)."""
     more = f" and {len(labels) - limit} more{where}" if len(labels) > limit else ""

@@ -16,7 +16,7 @@ from search.compare import compare_to_best
 from search.layout import SearchPaths
 from search.report.load import Configuration, Run, SearchRecord
 from search.report.mechanism import direct_share, mechanism_lines, share_class
-from search.report.separation import by_seed, margin, winner_table
+from search.report.separation import best_of, by_seed, margin, winner_table
 from search.report.trend import depth_trend, trend_lines
 from search.report.verdict import (
     WINNERS_NAMED,
@@ -333,3 +333,14 @@ def test_a_large_winner_set_names_its_best_members_and_counts_the_rest():
     assert "T00 (5.23%), T01 (5.24%)" in line
     assert f"T{WINNERS_NAMED - 1:02d}" in line and f"T{WINNERS_NAMED:02d}" not in line
     assert line.endswith(" and 8 more (ranking.csv).")
+
+
+def test_the_best_is_the_verdicts_not_a_one_seed_rank_one():
+    """Under ASHA a configuration whose other seed was stopped can rank first on its one seed;
+    the report's winner (the curve plot's thick line) is the winner set's best."""
+    r = record(config("lucky", {0: 4.0}), config("A", seeds(5.0, 5.1, 5.2)),
+               config("B", seeds(6.0, 6.1, 6.2)))
+    assert r.configurations[0].key == "lucky"  # rank 1
+    assert best_of(r).key == "A"
+    assert best_of(record(config("one", {0: 4.0}), config("two", {0: 5.0}))).key == "one"
+    assert best_of(record(config("short", seeds(5.0, 5.1), full_budget=False))) is None
