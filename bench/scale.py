@@ -22,7 +22,7 @@ The figures (`name: value unit`):
                             concurrency (Ray's release test allows 1.28; the target is 1.15)
     scale.ramp_s, scale.running_over_min, scale.end_s  the wall in three: from the driver's
                             start to the first epoch (nodes and workers starting), from there
-                            to the last result (over the minimum), and on to the driver's exit;
+                            to the last result (over the minimum), and on to the driver's exit
     scale.nodes_ready_s, scale.from_nodes_ready_over_min  when the nodes the search needs
                             (concurrency / 4 GPUs) first ran their raylets, and the wall from
                             then over the minimum: Ray's own bar starts with its cluster up
@@ -306,6 +306,9 @@ def phases(minimum: float, driver_span: tuple[float, float], experiment: Path) -
     average and how much longer a trial held its slot than its epochs took; the end, from the
     last result to the driver's exit (the report)."""
     trials = trial_results(experiment)
+    if not trials:  # the audit says what became of them
+        note(f"no trial results in {experiment}: no phases")
+        return
     starts = [rows[0]["timestamp"] - rows[0]["time_this_iter_s"] for rows in trials]
     ends = [rows[-1]["timestamp"] for rows in trials]
     first, last = min(starts), max(ends)
@@ -314,8 +317,9 @@ def phases(minimum: float, driver_span: tuple[float, float], experiment: Path) -
     figure("scale.ramp_s", first - driver_span[0], "s (driver start to the first epoch)")
     figure("scale.running_over_min", (last - first) / minimum,
            "(first epoch's start to last result, over the minimum)")
-    figure("scale.slots_held_mean", held / (last - first), "(trials running, on average)")
-    figure("scale.hold_over_epochs", held / inside, "(a trial's slot time over its epochs')")
+    figure("scale.slots_held_mean", held / max(last - first, 1), "(trials running, on average)")
+    figure("scale.hold_over_epochs", held / max(inside, 1e-9),
+           "(a trial's slot time over its epochs')")
     figure("scale.end_s", driver_span[1] - last, "s (last result to the driver's exit)")
 
 
@@ -345,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             env["RESNET_SEARCH_PROFILE"] = str(work / "driver.prof")
         driver = Driver(driver_command(args, cluster.address, uri, storage, work), work, env)
-        nodes = NodeCounter(cluster, math.ceil(args.concurrency / GPUS_PER_NODE))
+        nodes = NodeCounter(cluster, min(math.ceil(args.concurrency / GPUS_PER_NODE),
+                                         args.nodes))
         census = CpuCensus()
         nodes.start()
         census.start()
@@ -360,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         report(args, wall, span, driver.stats(), audit, work / "results")
         report_cpu(census, cpu)
         figure("scale.nodes_peak", nodes.peak)
-        if nodes.ready_at is not None:  # Ray's own bar starts with its cluster up
+        if nodes.ready_at is None:
+            note(f"{nodes.needed} nodes were never up at once (at most {nodes.peak})")
+        else:  # Ray's own bar starts with its cluster up
             ready = nodes.ready_at - driver.runs[0]["start"]
             figure("scale.nodes_ready_s", ready, f"s (driver start to {nodes.needed} nodes up)")
             figure("scale.from_nodes_ready_over_min",

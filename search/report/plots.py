@@ -25,6 +25,7 @@ ROWS_DRAWN = 40
 CURVES_NAMED = 2 * len(COLOURS)
 """Learning curves with a colour (solid, then dashed) and a legend entry; the rest grey."""
 OTHER_COLOUR = "#bbbbbb"
+WINNER_COLOUR = "black"
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
@@ -99,15 +100,18 @@ def curve_figure(curves: dict[str, list[float]], replay: ReplayResult | None = N
     ax = fig.add_subplot()
     named = [name for i, name in enumerate(curves) if i < CURVES_NAMED or name == highlight]
     others = [name for name in curves if name not in named]
+    stops = replay.asynchronous if replay else {}
     for name in others:  # first, so that the named curves are drawn over them
-        _draw_curve(ax, curves[name], replay.asynchronous.get(name) if replay else None,
-                    color=OTHER_COLOUR, linewidth=0.8, alpha=0.6)
+        _draw_curve(ax, curves[name], stops.get(name), color=OTHER_COLOUR, linewidth=0.8,
+                    alpha=0.6, cross=5)
     for i, name in enumerate(named):
-        bold = name == highlight
-        _draw_curve(ax, curves[name], replay.asynchronous.get(name) if replay else None,
-                    color=COLOURS[i % len(COLOURS)], linestyle="-" if i < len(COLOURS) else "--",
-                    linewidth=2.6 if bold else 1.2, alpha=1 if bold else 0.85,
-                    label=name + (" (winner)" if bold else ""))
+        if name == highlight:  # a colour of its own: it may rank past the named ones
+            _draw_curve(ax, curves[name], stops.get(name), color=WINNER_COLOUR, linewidth=2.6,
+                        label=f"{name} (winner)")
+        else:
+            _draw_curve(ax, curves[name], stops.get(name), color=COLOURS[i % len(COLOURS)],
+                        linestyle="-" if i < len(COLOURS) else "--", linewidth=1.2,
+                        alpha=0.85, label=name)
     if others:
         ax.plot([], [], color=OTHER_COLOUR, label=f"{len(others)} more configurations")
     ax.set_xlabel("epoch")
@@ -121,16 +125,17 @@ def curve_figure(curves: dict[str, list[float]], replay: ReplayResult | None = N
     return fig
 
 
-def _draw_curve(ax, curve: list[float], stop: int | None, **style) -> None:
+def _draw_curve(ax, curve: list[float], stop: int | None, cross: float = 9, **style) -> None:
     """One curve, its validated epochs only (`--validate-every`) joined, a dot on each when
-    sparse; a cross at `stop`."""
+    sparse; a cross of size `cross` at `stop`."""
     values = 100 * np.asarray(curve, dtype=float)
     epochs = np.arange(1, len(values) + 1)
     measured = np.isfinite(values)
     ax.plot(epochs[measured], values[measured], marker=None if measured.all() else ".",
             **style)
     if stop is not None and stop <= len(values):
-        ax.plot([stop], [values[stop - 1]], "x", color=style["color"], markersize=9, mew=2)
+        ax.plot([stop], [values[stop - 1]], "x", color=style["color"], markersize=cross,
+                mew=cross / 4.5)
 
 
 def axis_plot(frame: pd.DataFrame, path: Path, objective: str = "objective",

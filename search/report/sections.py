@@ -206,8 +206,9 @@ def found_section(parts: Parts, replay: ReplayResult | None,
         parts.plot(section, "curves",
                    curve_plot(curves, parts.figures / "curves.png", replay, highlight=top),
                    "Learning curves of every configuration: median "
-                   "validation error over seeds per epoch; the winner drawn thick, "
-                   f"past the best {CURVES_NAMED} in grey.")
+                   "validation error over seeds per epoch; the winner drawn thick in black"
+                   + (f"; past the best {CURVES_NAMED}, grey" if len(curves) > CURVES_NAMED
+                      else "") + ".")
     frame, source = load_study_frame(record, optuna_storage)
     importance = parameter_importance(frame)
     parts.tables["importance"] = importance

@@ -134,7 +134,7 @@ def by_seed(config: Configuration, metric: str = "val_error") -> dict[int, float
 
 
 def percent_level(level: float) -> str:
-    """95%, 98.3%, 99.975%: as many digits as it takes not to round a Bonferroni level over
+    """95%, 98.3%, 99.98%: as many digits as it takes not to round a Bonferroni level over
     many comparisons up to an impossible 100%."""
     for digits in range(3, 16):
         text = f"{100 * level:.{digits}g}"
@@ -230,9 +230,8 @@ def best_of(record: SearchRecord) -> Configuration | None:
     return {c.key: c for c in comparable(record)}[table["key"].iloc[0]]
 
 
-def names_of(labels: list[str], limit: int = 6, where: str = "") -> str:
-    """The first `limit` labels, and how many more (" (where)" after that count)."""
-    more = f" and {len(labels) - limit} more{where}" if len(labels) > limit else ""
+def names_of(labels: list[str], limit: int = 6) -> str:
+    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
     return ", ".join(labels[:limit]) + more
 
 

@@ -119,7 +119,7 @@ def winner_line(record: SearchRecord) -> str:
     winners = winner_set(table.reset_index(drop=True))
     behind = [configs[k].label for k in table.index if table.at[k, "status"] == "behind"]
     text = (f"Winner set {at} (not separated from the best, {how_compared(table, values)}): "
-            + names_of([said[k] for k in winners], WINNERS_NAMED, " (ranking.csv)")
+            + names_of([said[k] for k in winners], WINNERS_NAMED)
             + (" alone" if len(winners) == 1 else ""))
     if behind:
         text += f"; separated behind: {names_of(behind)}"

@@ -87,7 +87,7 @@ def run_simulated_trial(trial: TrialConfig, report: Reporter | None = None,
     history = _history(work, upto=start)
     if not start:
         write_json(work / PLAN, {**plan_to_dict(plan), "data": f"{DATA_LABEL}: the "
-                                  "learning-curve model of search/trial/curve_model.py"})
+                                 "learning-curve model of search/trial/curve_model.py"})
     model = curve(plan.net, epochs, plan.recipe.val_size, trial.configuration_key, plan.seed)
     result = TrialResult("ok", len(history), history[-1] if history else {}, "", history)
     for epoch in range(start + 1, epochs + 1):
@@ -146,7 +146,7 @@ def simulated_checkpoint_epoch(directory: str | Path) -> int:
 
 def write_result(directory: Path, result: TrialResult) -> None:
     write_json(directory / RESULT, {"outcome": result.outcome, "reason": result.reason,
-                                     "epochs": result.epochs, "metrics": result.metrics})
+                                    "epochs": result.epochs, "metrics": result.metrics})
 
 
 def read_result(directory: Path) -> TrialResult:

@@ -332,7 +332,7 @@ def test_a_large_winner_set_names_its_best_members_and_counts_the_rest():
     line = winner_line(record(*tied))
     assert "T00 (5.23%), T01 (5.24%)" in line
     assert f"T{WINNERS_NAMED - 1:02d}" in line and f"T{WINNERS_NAMED:02d}" not in line
-    assert line.endswith(" and 8 more (ranking.csv).")
+    assert line.endswith(" and 8 more.")
 
 
 def test_the_best_is_the_verdicts_not_a_one_seed_rank_one():
