@@ -208,9 +208,20 @@ def _follow(args, cluster: SimulatedCluster, driver: Driver, events: list[str]) 
     driver.runs[-1]["end"], driver.runs[-1]["ended_at"] = time.monotonic(), time.time()
 
 
+@dataclass(frozen=True)
+class Span:
+    """The driver's runs, first start to last end, and when the nodes the search needs were
+    first up (None: never), all wall-clock seconds, the clock of Tune's result records."""
+
+    start: float
+    end: float
+    nodes_needed: int
+    nodes_ready: float | None
+
+
 class NodeCounter(threading.Thread):
     """The most worker nodes up at once, and when `needed` of them first ran their raylets
-    (`ready_at`, monotonic), sampled every second."""
+    (`ready_at`, wall-clock: the clock of Tune's records), sampled every second."""
 
     def __init__(self, cluster: SimulatedCluster, needed: int):
         super().__init__(daemon=True)
@@ -222,18 +233,13 @@ class NodeCounter(threading.Thread):
             live = len(self.cluster.live_nodes())
             self.peak = max(self.peak, live)
             if self.ready_at is None and live >= self.needed:
-                self.ready_at = time.monotonic()
+                self.ready_at = time.time()
             time.sleep(1)
 
 
-def theoretical_min(args, audit: Audit) -> float:
-    """The simulated epochs actually run x their seconds / concurrency."""
-    return audit.epochs * args.epoch_seconds / args.concurrency
-
-
-def report(args, wall: float, driver_span: tuple[float, float], stats: dict, audit: Audit,
-           results: Path) -> None:
-    minimum = theoretical_min(args, audit)
+def report(args, wall: float, span: Span, stats: dict, audit: Audit, results: Path) -> None:
+    minimum = audit.epochs * args.epoch_seconds / args.concurrency
+    trials = trial_results(results / "ray" / NAME)
     figure("scale.trial_seeds", audit.trial_seeds)
     figure("audit.at_budget", audit.at_budget, "(ok or diverged at the full budget)")
     figure("audit.asha_stopped", audit.asha_stopped, "(stopped by ASHA before it)")
@@ -241,7 +247,7 @@ def report(args, wall: float, driver_span: tuple[float, float], stats: dict, aud
     figure("scale.wall", wall, "s")
     figure("scale.theoretical_min", minimum, "s")
     figure("scale.wall_over_min", wall / minimum)
-    phases(minimum, driver_span, results / "ray" / NAME)
+    phases(minimum, span, trials)
     figure("driver.results", stats["results"])
     per_result = stats["cpu_seconds"] / max(stats["results"], 1)
     figure("driver.cpu_seconds", stats["cpu_seconds"], "s")
@@ -271,7 +277,7 @@ def report(args, wall: float, driver_span: tuple[float, float], stats: dict, aud
     figure("tune.state_writes", len(writes))
     figure("tune.state_write_ms_p50", statistics.median(writes) * 1000, "ms")
     figure("tune.state_write_ms_max", max(writes) * 1000, "ms")
-    figure("tune.wait_s_per_epoch", wait_per_epoch(results / "ray" / NAME), "s")
+    figure("tune.wait_s_per_epoch", wait_per_epoch(trials), "s")
     figure("audit.problems", len(audit.problems))
     for problem in audit.problems[:20]:
         note(f"problem: {problem}")
@@ -287,11 +293,11 @@ def trial_results(experiment: Path) -> list[list[dict]]:
     return trials
 
 
-def wait_per_epoch(experiment: Path) -> float:
+def wait_per_epoch(trials: list[list[dict]]) -> float:
     """The mean time a trial waited on the driver between two of its epochs, from Tune's own
     records of its results (`tune.wait_s_per_epoch`)."""
     waited = waits = 0
-    for rows in trial_results(experiment):
+    for rows in trials:
         if len(rows) > 1:
             inside = sum(row["time_this_iter_s"] for row in rows[1:])
             waited += rows[-1]["timestamp"] - rows[0]["timestamp"] - inside
@@ -299,28 +305,34 @@ def wait_per_epoch(experiment: Path) -> float:
     return waited / max(waits, 1)
 
 
-def phases(minimum: float, driver_span: tuple[float, float], experiment: Path) -> None:
+def phases(minimum: float, span: Span, trials: list[list[dict]]) -> None:
     """Where the wall went beyond the minimum, from Tune's results (whole-second timestamps):
     the ramp until the first trial's first epoch began (the autoscaler's nodes and the trials'
     workers starting on this machine's cores); while trials ran, how many slots were held on
     average and how much longer a trial held its slot than its epochs took; the end, from the
-    last result to the driver's exit (the report)."""
-    trials = trial_results(experiment)
+    last result to the driver's exit (the report); and the wall from when the nodes the search
+    needs were up."""
+    if span.nodes_ready is None:
+        note(f"{span.nodes_needed} nodes were never up at once")
+    else:  # Ray's own bar starts with its cluster up
+        ready = max(span.nodes_ready - span.start, 0)
+        figure("scale.nodes_ready_s", ready, f"s (driver start to {span.nodes_needed} nodes up)")
+        figure("scale.from_nodes_ready_over_min", (span.end - span.start - ready) / minimum)
     if not trials:  # the audit says what became of them
-        note(f"no trial results in {experiment}: no phases")
+        note("no trial results in Tune's records: no phases")
         return
     starts = [rows[0]["timestamp"] - rows[0]["time_this_iter_s"] for rows in trials]
     ends = [rows[-1]["timestamp"] for rows in trials]
     first, last = min(starts), max(ends)
     held = sum(end - start for start, end in zip(starts, ends))
     inside = sum(row["time_this_iter_s"] for rows in trials for row in rows)
-    figure("scale.ramp_s", first - driver_span[0], "s (driver start to the first epoch)")
+    figure("scale.ramp_s", first - span.start, "s (driver start to the first epoch)")
     figure("scale.running_over_min", (last - first) / minimum,
            "(first epoch's start to last result, over the minimum)")
     figure("scale.slots_held_mean", held / max(last - first, 1), "(trials running, on average)")
     figure("scale.hold_over_epochs", held / max(inside, 1e-9),
            "(a trial's slot time over its epochs')")
-    figure("scale.end_s", driver_span[1] - last, "s (last result to the driver's exit)")
+    figure("scale.end_s", span.end - last, "s (last result to the driver's exit)")
 
 
 def report_cpu(census: CpuCensus, seconds: dict[str, float]) -> None:
@@ -361,17 +373,11 @@ def main(argv: list[str] | None = None) -> int:
             note(event)
         audit = Audit.of(work / "results", NAME, storage, work / "mlflow" / "server.db",
                          args.seeds, BUDGET)
-        span = (driver.runs[0]["started_at"], driver.runs[-1]["ended_at"])
+        span = Span(driver.runs[0]["started_at"], driver.runs[-1]["ended_at"], nodes.needed,
+                    nodes.ready_at)
         report(args, wall, span, driver.stats(), audit, work / "results")
         report_cpu(census, cpu)
         figure("scale.nodes_peak", nodes.peak)
-        if nodes.ready_at is None:
-            note(f"{nodes.needed} nodes were never up at once (at most {nodes.peak})")
-        else:  # Ray's own bar starts with its cluster up
-            ready = nodes.ready_at - driver.runs[0]["start"]
-            figure("scale.nodes_ready_s", ready, f"s (driver start to {nodes.needed} nodes up)")
-            figure("scale.from_nodes_ready_over_min",
-                   (wall - max(ready, 0)) / theoretical_min(args, audit))
         idle = time.monotonic()
         while cluster.live_nodes() and time.monotonic() - idle < 120:
             time.sleep(1)
