@@ -7,6 +7,7 @@ against Ray Tune's own scalability bar.
     .venv/bin/python -m bench.scale --fault nodes    # SIGKILL a quarter of the nodes half-way
     .venv/bin/python -m bench.scale --fault driver   # SIGKILL the driver half-way, run it again
     .venv/bin/python -m bench.scale --optuna postgres
+    .venv/bin/python -m bench.scale --warm           # the 16 nodes up before the driver starts
 
 Real parts, except the GPUs and the training: a head with Ray's fake multi-node autoscaler
 (`bench.sim_cluster`), every node a real raylet declaring 4 GPUs; the driver (`resnet-search
@@ -76,6 +77,7 @@ from search.cli.commands import EXIT_UNFINISHED
 from .common import ROOT, figure, note
 from .cpu_census import CpuCensus
 from .scale_audit import Audit
+from .scale_phases import Span, phases, trial_results, wait_per_epoch
 from .servers import postgres
 from .sim_cluster import SimulatedCluster
 from .tracking_share import mlflow_server
@@ -100,6 +102,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                             type=float if name == "epoch_seconds" else int)
     parser.add_argument("--fault", choices=("none", "nodes", "driver"), default="none")
     parser.add_argument("--optuna", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--warm", action="store_true",
+                        help="start the driver once the nodes it needs are up, as on a standing "
+                             "cluster and in Ray's release test (default: the autoscaler "
+                             "launches them for the search's demand)")
     parser.add_argument("--work", type=Path, help="keep everything here (default: a temp dir)")
     parser.add_argument("--profile", action="store_true", help="cProfile the driver")
     args = parser.parse_args(argv)
@@ -208,17 +214,6 @@ def _follow(args, cluster: SimulatedCluster, driver: Driver, events: list[str]) 
     driver.runs[-1]["end"], driver.runs[-1]["ended_at"] = time.monotonic(), time.time()
 
 
-@dataclass(frozen=True)
-class Span:
-    """The driver's runs, first start to last end, and when the nodes the search needs were
-    first up (None: never), all wall-clock seconds, the clock of Tune's result records."""
-
-    start: float
-    end: float
-    nodes_needed: int
-    nodes_ready: float | None
-
-
 class NodeCounter(threading.Thread):
     """The most worker nodes up at once, and when `needed` of them first ran their raylets
     (`ready_at`, wall-clock: the clock of Tune's records), sampled every second."""
@@ -283,58 +278,6 @@ def report(args, wall: float, span: Span, stats: dict, audit: Audit, results: Pa
         note(f"problem: {problem}")
 
 
-def trial_results(experiment: Path) -> list[list[dict]]:
-    """Each trial's results as Tune recorded them (result.json), a restored trial's included."""
-    trials = []
-    for path in experiment.glob("*/result.json"):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if rows:
-            trials.append(rows)
-    return trials
-
-
-def wait_per_epoch(trials: list[list[dict]]) -> float:
-    """The mean time a trial waited on the driver between two of its epochs, from Tune's own
-    records of its results (`tune.wait_s_per_epoch`)."""
-    waited = waits = 0
-    for rows in trials:
-        if len(rows) > 1:
-            inside = sum(row["time_this_iter_s"] for row in rows[1:])
-            waited += rows[-1]["timestamp"] - rows[0]["timestamp"] - inside
-            waits += len(rows) - 1
-    return waited / max(waits, 1)
-
-
-def phases(minimum: float, span: Span, trials: list[list[dict]]) -> None:
-    """Where the wall went beyond the minimum, from Tune's results (whole-second timestamps):
-    the ramp until the first trial's first epoch began (the autoscaler's nodes and the trials'
-    workers starting on this machine's cores); while trials ran, how many slots were held on
-    average and how much longer a trial held its slot than its epochs took; the end, from the
-    last result to the driver's exit (the report); and the wall from when the nodes the search
-    needs were up."""
-    if span.nodes_ready is None:
-        note(f"{span.nodes_needed} nodes were never up at once")
-    else:  # Ray's own bar starts with its cluster up
-        ready = max(span.nodes_ready - span.start, 0)
-        figure("scale.nodes_ready_s", ready, f"s (driver start to {span.nodes_needed} nodes up)")
-        figure("scale.from_nodes_ready_over_min", (span.end - span.start - ready) / minimum)
-    if not trials:  # the audit says what became of them
-        note("no trial results in Tune's records: no phases")
-        return
-    starts = [rows[0]["timestamp"] - rows[0]["time_this_iter_s"] for rows in trials]
-    ends = [rows[-1]["timestamp"] for rows in trials]
-    first, last = min(starts), max(ends)
-    held = sum(end - start for start, end in zip(starts, ends))
-    inside = sum(row["time_this_iter_s"] for rows in trials for row in rows)
-    figure("scale.ramp_s", first - span.start, "s (driver start to the first epoch)")
-    figure("scale.running_over_min", (last - first) / minimum,
-           "(first epoch's start to last result, over the minimum)")
-    figure("scale.slots_held_mean", held / max(last - first, 1), "(trials running, on average)")
-    figure("scale.hold_over_epochs", held / max(inside, 1e-9),
-           "(a trial's slot time over its epochs')")
-    figure("scale.end_s", span.end - last, "s (last result to the driver's exit)")
-
-
 def report_cpu(census: CpuCensus, seconds: dict[str, float]) -> None:
     """Where the cores went while the search ran: the simulated cluster shares this machine."""
     cores = os.cpu_count() or 1
@@ -365,8 +308,15 @@ def main(argv: list[str] | None = None) -> int:
                                          args.nodes))
         census = CpuCensus()
         nodes.start()
+        if args.warm:  # the autoscaler's nodes up before the search: Ray's bar starts there
+            began = time.monotonic()
+            cluster.request_nodes(nodes.needed)
+            note(f"warm: {nodes.needed} nodes up {time.monotonic() - began:.0f} s after asked "
+                 "for, before the driver started")
         census.start()
         wall, events = run_search(args, cluster, driver)
+        if args.warm:
+            cluster.request_nodes(0)  # withdrawn: the idle nodes go, as in a cold run
         nodes.running = False
         cpu = census.stop()
         for event in events:

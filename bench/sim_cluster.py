@@ -27,20 +27,51 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
+import ray._private.node as ray_node
+from ray.autoscaler._private.fake_multi_node.node_provider import (
+    FAKE_HEAD_NODE_ID,
+    FakeMultiNodeProvider,
+)
+
+from .common import ROOT
 
 RAY = str(Path(sys.executable).with_name("ray"))
 NODE_TYPE = "gpu_node"
 NODE_ID_ENV = "RAY_OVERRIDE_NODE_ID_FOR_TESTING"
 """Set by the fake provider in each node's environment, so in every process of that node."""
 LOG_MONITOR_PACE = {"RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0", "LOG_NAME_UPDATE_INTERVAL_S": "5"}
-"""Every node's log monitor lists its logs directory every 5 s, not 10 times a second. The
-fake provider's nodes share the head's session, so each of their monitors lists, stats and
-tails every worker's log file of every node: 17 monitors over 641 files took more of the 2
-cores than every other Ray daemon together. On a cluster a node's monitor reads only its own
-workers' files, on its own cores."""
+"""The head's log monitor lists the logs directory every 5 s, not 10 times a second: the fake
+provider's nodes share the head's session, so it tails every node's workers (641 files)."""
+REQUEST = ("import json, sys, ray; from ray.autoscaler.sdk import request_resources; "
+           "ray.init(address=sys.argv[1], logging_level='ERROR'); "
+           "request_resources(bundles=json.loads(sys.argv[2]))")
+
+
+class _NodeWithoutLogMonitor(ray_node.Node):
+    def start_log_monitor(self) -> None:
+        """None: the head's log monitor already tails this node's logs (one session dir)."""
+
+
+class NodesWithoutLogMonitors(FakeMultiNodeProvider):
+    """Ray's fake multi-node provider, each worker node started without a log monitor of its
+    own. Its nodes share the head's session directory, so every node's monitor would list,
+    stat and tail every worker's log file of every node: 17 monitors over the same 641 files
+    took 0.3 of this machine's 2 cores (217-224 CPU-s in a 700-s search), more than every other
+    Ray daemon together. On a cluster a node's monitor reads only its own workers' files, on its
+    own cores; here the head's monitor reads them all, once."""
+
+    def _create_node_with_resources_and_labels(self, *args, **kwargs):
+        # Ray's provider starts `ray._private.node.Node`; the launcher threads take turns on
+        # the provider's (reentrant) lock, so the swap is seen by this launch alone.
+        with self.lock:
+            ray_node.Node, node_class = _NodeWithoutLogMonitor, ray_node.Node
+            try:
+                super()._create_node_with_resources_and_labels(*args, **kwargs)
+            finally:
+                ray_node.Node = node_class
 
 
 def autoscaling_config(address: str, nodes: int, cpus: int, gpus: int,
@@ -50,7 +81,8 @@ def autoscaling_config(address: str, nodes: int, cpus: int, gpus: int,
     return {
         "cluster_name": "simulated", "max_workers": nodes, "upscaling_speed": float(nodes),
         "idle_timeout_minutes": idle_minutes,
-        "provider": {"type": "fake_multinode", "gcs_address": address,
+        "provider": {"type": "external", "gcs_address": address,
+                     "module": f"{__name__}.{NodesWithoutLogMonitors.__name__}",
                      "launch_multiple": True, "use_node_id_as_ip": True,
                      "disable_launch_config_check": True, "disable_node_updaters": True},
         "auth": {"ssh_user": "nobody"},
@@ -125,8 +157,9 @@ class SimulatedCluster:
         config = self.work / "autoscaling.json"
         config.write_text(json.dumps(autoscaling_config(
             self.address, self.nodes, self.cpus, self.gpus, self.idle_minutes)))
+        # PYTHONPATH: the head's autoscaler imports this module's provider.
         head_env = {**self.env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-                    **LOG_MONITOR_PACE}
+                    "PYTHONPATH": str(ROOT), **LOG_MONITOR_PACE}
         process = subprocess.Popen(
             [RAY, "start", "--head", "--port", str(self.port), "--node-ip-address",
              "127.0.0.1", "--num-cpus", "0", "--num-gpus", "0", "--include-dashboard=false",
@@ -140,6 +173,19 @@ class SimulatedCluster:
             self.stop()
             raise RuntimeError(f"the simulated cluster's head did not start:\n{output[-2000:]}")
         return self
+
+    def request_nodes(self, count: int, timeout: float = 300) -> None:
+        """Ask the autoscaler for `count` whole nodes now and wait until their raylets run, as
+        a user scales a cluster up before a job (`ray.autoscaler.sdk.request_resources`); the
+        request stands until the next. 0 withdraws it: idle nodes are then removed."""
+        bundles = [{"CPU": self.cpus, "GPU": self.gpus}] * count
+        subprocess.run([sys.executable, "-c", REQUEST, self.address, json.dumps(bundles)],
+                       env=self.env, check=True, capture_output=True, timeout=120)
+        deadline = time.monotonic() + timeout
+        while len(self.live_nodes()) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count} nodes were not up {timeout:.0f} s after asked for")
+            time.sleep(1)
 
     def node_processes(self) -> dict[str, list[int]]:
         """{node id: its live process ids}, for the worker nodes the autoscaler launched."""
