@@ -23,7 +23,10 @@ The figures (`name: value unit`):
                             concurrency (Ray's release test allows 1.28; the target is 1.15)
     scale.ramp_s, scale.running_over_min, scale.end_s  the wall in three: from the driver's
                             start to the first epoch (nodes and workers starting), from there
-                            to the last result (over the minimum), and on to the driver's exit
+                            to the last result (over the minimum), and on to the driver's exit;
+    scale.after_ramp_over_min  the wall from the first epoch, over the minimum: here the ramp
+                            is 64 workers importing Ray Tune on 2 cores, on a cluster each
+                            node's few workers on its own cores
     scale.nodes_ready_s, scale.from_nodes_ready_over_min  when the nodes the search needs
                             (concurrency / 4 GPUs) first ran their raylets, and the wall from
                             then over the minimum: Ray's own bar starts with its cluster up
@@ -90,6 +93,7 @@ FULL = {"trials": 500, "seeds": 2, "nodes": 16, "concurrency": 64, "epoch_second
 QUICK = {"trials": 100, "seeds": 2, "nodes": 8, "concurrency": 32, "epoch_seconds": 0.5}
 GPUS_PER_NODE = 4
 CPUS_PER_NODE = 4
+CPUS_PER_TRIAL = CPUS_PER_NODE // GPUS_PER_NODE  # a trial per GPU
 NAME = "scale"
 RERUNS = 3
 
@@ -149,7 +153,7 @@ def driver_command(args, address: str, tracking_uri: str, storage: str, work: Pa
             "--simulate", "--simulate-epoch-seconds", str(args.epoch_seconds),
             "--scale", SCALE, "--trials", str(args.trials), "--seeds", str(args.seeds),
             "--concurrency", str(args.concurrency), "--gpus-per-trial", "1",
-            "--cpus-per-trial", str(CPUS_PER_NODE // GPUS_PER_NODE), "--address", address,
+            "--cpus-per-trial", str(CPUS_PER_TRIAL), "--address", address,
             "--tracking-uri", tracking_uri, "--optuna-storage", storage, "--name", NAME,
             "--results-dir", str(work / "results")]
 
@@ -310,13 +314,13 @@ def main(argv: list[str] | None = None) -> int:
         nodes.start()
         if args.warm:  # the autoscaler's nodes up before the search: Ray's bar starts there
             began = time.monotonic()
-            cluster.request_nodes(nodes.needed)
+            cluster.request_slots(args.concurrency, CPUS_PER_TRIAL, 1)
             note(f"warm: {nodes.needed} nodes up {time.monotonic() - began:.0f} s after asked "
                  "for, before the driver started")
         census.start()
         wall, events = run_search(args, cluster, driver)
         if args.warm:
-            cluster.request_nodes(0)  # withdrawn: the idle nodes go, as in a cold run
+            cluster.request_slots(0, 0, 0)  # withdrawn: the idle nodes go, as in a cold run
         nodes.running = False
         cpu = census.stop()
         for event in events:

@@ -71,3 +71,5 @@ def phases(minimum: float, span: Span, trials: list[list[dict]]) -> None:
     figure("scale.hold_over_epochs", held / max(inside, 1e-9),
            "(a trial's slot time over its epochs')")
     figure("scale.end_s", span.end - last, "s (last result to the driver's exit)")
+    figure("scale.after_ramp_over_min", (span.end - first) / minimum,
+           "(first epoch's start to the driver's exit, over the minimum)")

@@ -3,12 +3,14 @@ multi-node provider (`FakeMultiNodeProvider`, what Ray tests its autoscaler with
 worker nodes declaring GPUs for the search's demand and removes them once idle.
 
     with SimulatedCluster(work, nodes=16, gpus=4, cpus=4) as cluster:
+        cluster.request_slots(64, cpus=1, gpus=1)  # optional: the nodes up before the search
         resnet-search run ... --simulate --address cluster.address --gpus-per-trial 1
         cluster.kill_nodes(4)          # spot preemption: SIGKILL four nodes' every process
 
 Every node is a real raylet with its own workers, object store and agents, all on 127.0.0.1
 (Ray's switch `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` makes the autoscaler's nodes bind the
-loopback, as the search's own local Ray does); token authentication is on. The head declares
+loopback, as the search's own local Ray does); the head's log monitor tails every node's logs
+(`NodesWithoutLogMonitors`); token authentication is on. The head declares
 no CPU or GPU, as in cluster.yaml: the trials run only on the nodes the autoscaler launched.
 The GPUs are declared, not real: a simulated trial (`--simulate`) computes nothing.
 
@@ -19,6 +21,7 @@ session (never `ray stop`, which would stop every Ray on the machine).
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -174,23 +177,33 @@ class SimulatedCluster:
             raise RuntimeError(f"the simulated cluster's head did not start:\n{output[-2000:]}")
         return self
 
-    def request_nodes(self, count: int, timeout: float = 300) -> None:
-        """Ask the autoscaler for `count` whole nodes now and wait until their raylets run, as
-        a user scales a cluster up before a job (`ray.autoscaler.sdk.request_resources`); the
-        request stands until the next. 0 withdraws it: idle nodes are then removed."""
-        bundles = [{"CPU": self.cpus, "GPU": self.gpus}] * count
+    def request_slots(self, count: int, cpus: float, gpus: float,
+                      timeout: float = 300) -> None:
+        """Ask the autoscaler now for room for `count` trials of `cpus` CPUs and `gpus` GPUs
+        each, and wait until the nodes that hold them run their raylets: a user scaling a
+        cluster up before a job (`ray.autoscaler.sdk.request_resources`, in the trials' own
+        shape, which the trials then fill). The request stands until the next; 0 withdraws it,
+        and the idle nodes are then removed."""
+        per_node = min(self.cpus / cpus if cpus else math.inf,
+                       self.gpus / gpus if gpus else math.inf)
+        nodes = min(math.ceil(count / math.floor(per_node)), self.nodes) if count else 0
+        bundles = [{"CPU": cpus, "GPU": gpus}] * count
         subprocess.run([sys.executable, "-c", REQUEST, self.address, json.dumps(bundles)],
                        env=self.env, check=True, capture_output=True, timeout=120)
         deadline = time.monotonic() + timeout
-        while len(self.live_nodes()) < count:
+        while len(self.live_nodes()) < nodes:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{count} nodes were not up {timeout:.0f} s after asked for")
+                raise RuntimeError(f"{nodes} nodes were not up {timeout:.0f} s after asked for")
             time.sleep(1)
+
+    def processes(self) -> list[int]:
+        """Every live process of the cluster: the head's, its autoscaler's, the nodes'."""
+        return session_pids(self._session) if self._session is not None else []
 
     def node_processes(self) -> dict[str, list[int]]:
         """{node id: its live process ids}, for the worker nodes the autoscaler launched."""
         nodes: dict[str, list[int]] = {}
-        for pid in session_pids(self._session) if self._session is not None else []:
+        for pid in self.processes():
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             except OSError:

@@ -52,6 +52,16 @@ def read_metrics(out: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def metrics_upto(out: str | Path, upto: int) -> list[dict[str, Any]]:
+    """The metrics of epochs 1..upto a trial directory holds; later lines (written after the
+    checkpoint the trial resumes from) are dropped from the file too."""
+    lines = read_metrics(out)
+    kept = [m for m in lines if m["epoch"] <= upto]
+    if len(kept) != len(lines):
+        (Path(out) / METRICS).write_text("".join(json.dumps(m) + "\n" for m in kept))
+    return kept
+
+
 def write_json(path: Path, data: Any) -> None:
     """Temp file + rename: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -35,6 +35,7 @@ from .contract import (
     PROPAGATION,
     RESULT,
     TRIAL_FILES,
+    metrics_upto,
     plan_to_dict,
     write_json,
 )
@@ -139,14 +140,11 @@ class TrialDir:
         os.replace(tmp, self.file(CHECKPOINT))
 
     def history(self, upto: int) -> list[dict[str, Any]]:
-        """The metrics of epochs 1..upto; later lines (written after the checkpoint) are
-        dropped from the file too."""
-        path = self.file(METRICS)
+        """The metrics of epochs 1..upto (`metrics_upto`); a trial that got this far wrote a
+        metrics file, so a missing one is named as corrupted."""
         with self.reading(METRICS):
-            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        kept = [m for m in lines if m["epoch"] <= upto]
-        path.write_text("".join(json.dumps(m) + "\n" for m in kept))
-        return kept
+            self.file(METRICS).stat()
+            return metrics_upto(self.path, upto)
 
     def write_result(self, result: TrialResult) -> None:
         write_json(self.file(RESULT), {"outcome": result.outcome, "reason": result.reason,

@@ -37,8 +37,8 @@ from .contract import (
     PLAN,
     RESULT,
     TrialConfig,
+    metrics_upto,
     plan_to_dict,
-    read_metrics,
     write_json,
 )
 from .curve_model import Curve, curve
@@ -84,7 +84,7 @@ def run_simulated_trial(trial: TrialConfig, report: Reporter | None = None,
     plan, options = trial.plan, trial.context.options
     epochs = simulated_epochs(plan.recipe)
     start = simulated_checkpoint_epoch(work)
-    history = _history(work, upto=start)
+    history = metrics_upto(work, upto=start)
     if not start:
         write_json(work / PLAN, {**plan_to_dict(plan), "data": f"{DATA_LABEL}: the "
                                  "learning-curve model of search/trial/curve_model.py"})
@@ -152,14 +152,4 @@ def write_result(directory: Path, result: TrialResult) -> None:
 def read_result(directory: Path) -> TrialResult:
     saved = json.loads((directory / RESULT).read_text())
     return TrialResult(saved["outcome"], saved["epochs"], saved["metrics"], saved["reason"],
-                       _history(directory, upto=saved["epochs"]))
-
-
-def _history(directory: Path, upto: int) -> list[dict[str, Any]]:
-    """The metrics of epochs 1..upto; later lines (written after the checkpoint) are dropped
-    from the file too."""
-    lines = read_metrics(directory)
-    kept = [m for m in lines if m["epoch"] <= upto]
-    if len(kept) != len(lines):
-        (directory / METRICS).write_text("".join(json.dumps(m) + "\n" for m in kept))
-    return kept
+                       metrics_upto(directory, upto=saved["epochs"]))

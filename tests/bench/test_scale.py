@@ -36,6 +36,8 @@ def test_quick_scale_run_accounts_for_every_trial(tmp_path):
     phases = (float(figures["scale.ramp_s"]) + float(figures["scale.end_s"])
               + float(figures["scale.running_over_min"]) * minimum)
     assert abs(phases - float(figures["scale.wall"])) < 2
+    after_ramp = float(figures["scale.after_ramp_over_min"]) * minimum
+    assert abs(after_ramp + float(figures["scale.ramp_s"]) - float(figures["scale.wall"])) < 2
     assert 0 < float(figures["scale.slots_held_mean"]) <= 32
     assert float(figures["scale.hold_over_epochs"]) >= 0.9
     # The 8 nodes the demand needs came up after the driver started: they launch for it (the
