@@ -227,12 +227,15 @@ class NodeCounter(threading.Thread):
         self.cluster, self.needed, self.peak, self.running = cluster, needed, 0, True
         self.ready_at: float | None = None
 
+    def sample(self) -> None:
+        live = len(self.cluster.live_nodes())
+        self.peak = max(self.peak, live)
+        if self.ready_at is None and live >= self.needed:
+            self.ready_at = time.time()
+
     def run(self) -> None:
         while self.running:
-            live = len(self.cluster.live_nodes())
-            self.peak = max(self.peak, live)
-            if self.ready_at is None and live >= self.needed:
-                self.ready_at = time.time()
+            self.sample()
             time.sleep(1)
 
 
@@ -311,12 +314,13 @@ def main(argv: list[str] | None = None) -> int:
         nodes = NodeCounter(cluster, min(math.ceil(args.concurrency / GPUS_PER_NODE),
                                          args.nodes))
         census = CpuCensus()
-        nodes.start()
         if args.warm:  # the autoscaler's nodes up before the search: Ray's bar starts there
             began = time.monotonic()
             cluster.request_slots(args.concurrency, CPUS_PER_TRIAL, 1)
-            note(f"warm: {nodes.needed} nodes up {time.monotonic() - began:.0f} s after asked "
-                 "for, before the driver started")
+            nodes.sample()
+            note(f"warm: {nodes.needed} nodes up, and no more for 15 s, "
+                 f"{time.monotonic() - began:.0f} s after asked for, before the driver started")
+        nodes.start()
         census.start()
         wall, events = run_search(args, cluster, driver)
         if args.warm:

@@ -177,24 +177,32 @@ class SimulatedCluster:
             raise RuntimeError(f"the simulated cluster's head did not start:\n{output[-2000:]}")
         return self
 
-    def request_slots(self, count: int, cpus: float, gpus: float,
+    def request_slots(self, count: int, cpus: float, gpus: float, settle: float = 15,
                       timeout: float = 300) -> None:
         """Ask the autoscaler now for room for `count` trials of `cpus` CPUs and `gpus` GPUs
-        each, and wait until the nodes that hold them run their raylets: a user scaling a
-        cluster up before a job (`ray.autoscaler.sdk.request_resources`, in the trials' own
-        shape, which the trials then fill). The request stands until the next; 0 withdraws it,
-        and the idle nodes are then removed."""
+        each, as a user scales a cluster up before a job (`ray.autoscaler.sdk.request_resources`
+        in the trials' own shape), and wait until the nodes that hold them have run, and no
+        others, for `settle` seconds: Ray's fake provider over-launches (its nodes are listed
+        only once up, so the autoscaler asks again) and then removes the extra ones. The request
+        stands until the next; 0 withdraws it, and the idle nodes are then removed."""
         per_node = min(self.cpus / cpus if cpus else math.inf,
                        self.gpus / gpus if gpus else math.inf)
         nodes = min(math.ceil(count / math.floor(per_node)), self.nodes) if count else 0
         bundles = [{"CPU": cpus, "GPU": gpus}] * count
         subprocess.run([sys.executable, "-c", REQUEST, self.address, json.dumps(bundles)],
                        env=self.env, check=True, capture_output=True, timeout=120)
-        deadline = time.monotonic() + timeout
-        while len(self.live_nodes()) < nodes:
+        if not nodes:
+            return
+        deadline, since = time.monotonic() + timeout, None
+        while since is None or time.monotonic() - since < settle:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{nodes} nodes were not up {timeout:.0f} s after asked for")
+                raise RuntimeError(f"{nodes} nodes were not up, and no more, {timeout:.0f} s "
+                                   f"after asked for (up: {len(self.live_nodes())})")
             time.sleep(1)
+            if len(self.live_nodes()) != nodes:
+                since = None
+            elif since is None:
+                since = time.monotonic()
 
     def processes(self) -> list[int]:
         """Every live process of the cluster: the head's, its autoscaler's, the nodes'."""
