@@ -15,6 +15,8 @@ finalists, so running the same command again resumes a race where it was cut off
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from spaces import SearchSpace
@@ -49,9 +51,12 @@ def seed_values(runs: pd.DataFrame, budget: int) -> dict[int, dict[int, float]]:
 
 def race(space: SearchSpace, config: SearchConfig, settings: Settings, journal: Journal,
          sender: Sender, searcher: SpaceSearcher, ranking: pd.DataFrame,
-         search_trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Run (or resume) the race; returns its rounds and what is left to do
-    (race runs that ended in error: the same command runs them again)."""
+         search_trials: pd.DataFrame,
+         interrupted: Callable[[], bool] = lambda: False) -> tuple[pd.DataFrame, list[str]]:
+    """Run (or resume) the race; returns its rounds and what is left to do (race runs that
+    ended in error or did not end, or rounds an interrupt left: the same command runs them).
+    `interrupted` says whether Ctrl-C came (`search.tune_fixes.CtrlC`): no round starts after
+    it."""
     paths = settings.paths
     state = saved_state(paths).get("race") or {"finalists": finalists(ranking, config.race)}
     if len(state["finalists"]) < 2:
@@ -78,6 +83,9 @@ def race(space: SearchSpace, config: SearchConfig, settings: Settings, journal: 
         rounds.append(table)
         if config.progress:
             _print_round(table)
+        if interrupted():
+            return _rounds(rounds), [f"the race was interrupted (Ctrl-C) after round "
+                                     f"{seed - config.seeds + 1}"]
         alive = [int(k) for k, s in zip(table["key"], table["status"]) if s != "behind"]
         if len(alive) == 1:
             break

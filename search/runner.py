@@ -50,6 +50,7 @@ from .tracking.sender import Sender
 from .trainable import StagedData, data_regime
 from .trial import UNFINISHED, RunOptions, TrialContext, load_trial_data
 from .trial.simulated import DATA_LABEL, SIMULATED_DATA, simulated_epochs
+from .tune_fixes import CtrlC
 from .tuner import (
     check_local_device,
     check_ray_devices,
@@ -141,7 +142,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         return _finished_before(settings)
     check_local_device(config)  # before Ray starts
     started_ray = connect_ray(config)
-    sender = None
+    sender, ctrl_c = None, CtrlC().install()
     try:
         check_ray_devices(config)  # before anything is written
         if config.progress:
@@ -167,7 +168,8 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                            concurrency=default_concurrency(config, total), data=data)
         tuner.fit()
         result = _finish(space, config, settings, journal, sender)
-        if run_again(space, config, settings, journal, searcher, result.trials):
+        if not ctrl_c.received and run_again(space, config, settings, journal, searcher,
+                                             result.trials):
             result = _finish(space, config, settings, journal, sender)
             searcher.tell_ended(outcomes(result.trials))
         if config.screen:
@@ -175,9 +177,11 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
         if config.give_up_errored:
             _give_up_errored(searcher, result, config.progress)
         unfinished = _unfinished(result, searcher, config.give_up_errored)
+        if ctrl_c.received:
+            unfinished.append("the search was interrupted (Ctrl-C)")
         if config.race and not unfinished and not result.ranking.empty:
             rounds, left = race(space, config, settings, journal, sender, searcher,
-                                result.ranking, result.trials)
+                                result.ranking, result.trials, lambda: ctrl_c.received)
             unfinished += left
             if not rounds.empty:
                 result = replace(result, race=rounds,
@@ -196,6 +200,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
             sender.close(timeout=0)  # an interrupted search: what is sent is sent, the rest waits
         if started_ray:
             ray.shutdown()
+        ctrl_c.restore()
 
 
 def trial_context(config: SearchConfig, settings: Settings, space: SearchSpace) -> TrialContext:

@@ -22,7 +22,7 @@ def _log_monitors(pids: list[int]) -> list[int]:
 def test_requested_nodes_come_up_without_log_monitors_and_go_when_withdrawn(tmp_path):
     with SimulatedCluster(tmp_path, nodes=3, idle_minutes=0.1) as cluster:
         assert cluster.live_nodes() == []  # nothing asked for yet
-        cluster.request_slots(8, cpus=1, gpus=1, settle=5)  # two nodes of 4 GPUs
+        cluster.request_slots(8, cpus=1, gpus=1)  # two nodes of 4 GPUs
         assert len(cluster.live_nodes()) == 2  # the request's, not the provider's maximum
         on_nodes = [pid for pids in cluster.node_processes().values() for pid in pids]
         assert on_nodes and _log_monitors(on_nodes) == []
