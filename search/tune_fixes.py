@@ -10,6 +10,7 @@ and tests/search/test_driver_costs.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -106,7 +107,10 @@ class CtrlC:
         if self.received:
             raise KeyboardInterrupt
         self.received = True
-        print("interrupted (Ctrl-C): stopping once Ray Tune has saved its state; run the same "
-              "command to go on (Ctrl-C again: stop at once)", flush=True)
+        # os.write, not print: the handler runs between two bytecodes of the main thread,
+        # which may be inside a print of its own (Python refuses a reentrant buffered write).
+        with contextlib.suppress(OSError):
+            os.write(2, b"interrupted (Ctrl-C): stopping once Ray Tune has saved its state; run "
+                        b"the same command to go on (Ctrl-C again: stop at once)\n")
         if callable(signal.getsignal(signal.SIGUSR1)):  # Tune's: a fit's, or a past fit's
             os.kill(os.getpid(), signal.SIGUSR1)
