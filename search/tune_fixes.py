@@ -77,7 +77,7 @@ class CtrlC:
     signal comes. A Ctrl-C between two fits (a race's rounds, the rerun of unfinished trials)
     went to a finished fit's handler and was lost; one caught as a fit's last trials ended left
     no trace either. Both times the search went on to its next stage (found by a test that
-    failed once in eight clean CI runs: tests/search/test_search_race.py). Within this context
+    failed once in eight clean CI runs: tests/search/test_search_race.py). While it is installed
     Tune's SIGINT handler stays off (`TUNE_DISABLE_SIGINT_HANDLER`, read at each fit): this one
     records the interrupt and asks a running fit for Tune's own graceful stop through SIGUSR1,
     which Tune always handles so. A second Ctrl-C stops at once (KeyboardInterrupt). `install`
