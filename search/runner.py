@@ -61,6 +61,8 @@ from .tuner import (
 
 __all__ = ["SearchResult", "prepare", "run", "trial_context"]
 
+INTERRUPTED = "the search was interrupted (Ctrl-C)"
+
 SIMULATED_LEGEND = ("simulated search: every error here is the learning-curve model's "
                     "(search/trial/curve_model.py), not a measurement; nothing was trained.")
 SEND_AT_END_SECONDS = 10.0
@@ -176,9 +178,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
             _record_screened(searcher, settings, journal)
         if config.give_up_errored:
             _give_up_errored(searcher, result, config.progress)
-        unfinished = _unfinished(result, searcher, config.give_up_errored)
-        if ctrl_c.received:
-            unfinished.append("the search was interrupted (Ctrl-C)")
+        unfinished = _interrupted(ctrl_c, _unfinished(result, searcher, config.give_up_errored))
         if config.race and not unfinished and not result.ranking.empty:
             rounds, left = race(space, config, settings, journal, sender, searcher,
                                 result.ranking, result.trials, lambda: ctrl_c.received)
@@ -187,6 +187,7 @@ def run(space: str | SearchSpace, config: SearchConfig | None = None) -> SearchR
                 result = replace(result, race=rounds,
                                  files=result.files + save_race(settings, journal, sender,
                                                                 rounds))
+        unfinished = _interrupted(ctrl_c, unfinished)
         if config.final_retrain and not unfinished and not result.ranking.empty:
             result = final_retrain(space, config, settings, journal, sender, searcher, result)
             unfinished += result.unfinished
@@ -243,6 +244,13 @@ def _unfinished(result: SearchResult, searcher: SpaceSearcher,
     if not searcher.nothing_left_to_ask():
         left.append("configurations are left to ask")
     return left
+
+
+def _interrupted(ctrl_c: CtrlC, unfinished: list[str]) -> list[str]:
+    """`unfinished`, and the interrupt once Ctrl-C came: no stage starts after it."""
+    if ctrl_c.received and INTERRUPTED not in unfinished:
+        return [*unfinished, INTERRUPTED]
+    return unfinished
 
 
 def _report(settings: Settings, journal: Journal, result: SearchResult) -> SearchResult:
