@@ -95,6 +95,9 @@ GPUS_PER_NODE = 4
 CPUS_PER_NODE = 4
 CPUS_PER_TRIAL = CPUS_PER_NODE // GPUS_PER_NODE  # a trial per GPU
 NAME = "scale"
+WARM_SETTLE_S = 15
+"""--warm: how long the nodes must stay exactly those the search needs (the fake provider's
+over-launched ones gone) before the driver starts."""
 RERUNS = 3
 
 
@@ -316,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         census = CpuCensus()
         if args.warm:  # the autoscaler's nodes up before the search: Ray's bar starts there
             began = time.monotonic()
-            cluster.request_slots(args.concurrency, CPUS_PER_TRIAL, 1)
+            cluster.request_slots(args.concurrency, CPUS_PER_TRIAL, 1, settle=WARM_SETTLE_S)
             nodes.sample()
-            note(f"warm: {nodes.needed} nodes up, and no more for 15 s, "
+            note(f"warm: {nodes.needed} nodes up, and no more for {WARM_SETTLE_S:g} s, "
                  f"{time.monotonic() - began:.0f} s after asked for, before the driver started")
         nodes.start()
         census.start()
